@@ -1,0 +1,39 @@
+"""Salt runner ``redis_syndic`` (on the master of masters).
+
+.. code-block:: bash
+
+    salt-run redis_syndic.status          # one row per DC: alive, last seen, lag, spool, ...
+    salt-run redis_syndic.job <jid>       # per DC: acknowledged, targeted, returned, missing
+    salt-run redis_syndic.pubkey          # the MoM's job-signing public key, for the DCs
+"""
+
+__virtualname__ = "redis_syndic"
+
+try:
+    from salt_redis_syndic import runner as _runner
+
+    _IMPORT_ERROR = None
+except ImportError as _err:
+    _runner = None
+    _IMPORT_ERROR = str(_err)
+
+
+def __virtual__():
+    if _runner is None:
+        return False, f"redis_syndic runner: cannot import salt_redis_syndic ({_IMPORT_ERROR})"
+    return __virtualname__
+
+
+def status():
+    """Status of every DC known to this Redis namespace."""
+    return _runner.status(__opts__)
+
+
+def job(jid):
+    """Completeness of one bridged job, per DC."""
+    return _runner.job(__opts__, str(jid))
+
+
+def pubkey():
+    """The public key DC masters must list in ``trusted_keys`` (created on first use)."""
+    return _runner.pubkey(__opts__)

@@ -1,0 +1,125 @@
+"""Per-jid release barrier: the MoM CLI learns the complete expected-minion set early.
+
+Salt's CLI on a MoM (``order_masters: True``) extends the set of minions it waits for with
+every ``syndic/<dc>/.../new`` event, and stops as soon as every expected minion returned and
+``syndic_wait`` passed.  With ``syndic_wait: 0`` it would stop after the first DC's returns if
+a second DC's list came later.  So the MoM holds the returns of a jid until every *live* DC
+acknowledged it (or ``ack_wait`` passed), announces all the lists first, then stores returns.
+
+This module is pure bookkeeping (no I/O): it answers with actions for the caller to execute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Announce:
+    """Tell the CLI which minions ``dc`` targeted for ``jid`` (fire event, store_minions)."""
+
+    jid: str
+    dc: str
+
+
+@dataclass(frozen=True)
+class Store(Generic[T]):
+    """Store a return now."""
+
+    item: T
+
+
+@dataclass(frozen=True)
+class Overdue:
+    """``jid`` was released without acks from these live DCs."""
+
+    jid: str
+    dcs: tuple[str, ...]
+
+
+Action = Announce | Store | Overdue
+
+
+@dataclass
+class _Job(Generic[T]):
+    expected: set[str]
+    deadline: float
+    acked: set[str] = field(default_factory=set)
+    announced: set[str] = field(default_factory=set)
+    released: bool = False
+    held: dict[str, list[T]] = field(default_factory=dict)
+    touched: float = 0.0
+
+
+class ReleaseBarrier(Generic[T]):
+    def __init__(self, ack_wait: float, forget_after: float = 600.0) -> None:
+        self.ack_wait = ack_wait
+        self.forget_after = forget_after
+        self._jobs: dict[str, _Job[T]] = {}
+
+    def _job(self, jid: str, live_dcs: set[str], now: float, acked: set[str] | None = None) -> _Job[T]:
+        job = self._jobs.get(jid)
+        if job is None:
+            job = _Job(expected=set(live_dcs), deadline=now + self.ack_wait)
+            # Acks recorded before a MoM restart count; they are announced again (idempotent).
+            for dc in acked or ():
+                job.acked.add(dc)
+            self._jobs[jid] = job
+        job.touched = now
+        return job
+
+    def published(self, jid: str, live_dcs: set[str], now: float) -> None:
+        """The MoM published ``jid``: start waiting for the DCs alive right now."""
+        self._job(jid, live_dcs, now)
+
+    def ack(self, jid: str, dc: str, live_dcs: set[str], now: float, acked: set[str] | None = None) -> list[Action]:
+        job = self._job(jid, live_dcs, now, acked)
+        job.acked.add(dc)
+        if job.released:
+            return self._announce(jid, job, dc)
+        if job.expected <= job.acked:
+            return self._release(jid, job)
+        return []
+
+    def add_return(self, jid: str, dc: str, item: T, live_dcs: set[str], now: float, acked: set[str] | None = None) -> list[Action]:
+        job = self._job(jid, live_dcs, now, acked)
+        if job.released and dc in job.announced:
+            return [Store(item)]
+        job.held.setdefault(dc, []).append(item)
+        if not job.released and job.expected <= job.acked:
+            return self._release(jid, job)
+        return []
+
+    def tick(self, now: float) -> list[Action]:
+        """Release jobs whose deadline passed; forget idle settled ones."""
+        actions: list[Action] = []
+        for jid, job in list(self._jobs.items()):
+            if not job.released and now >= job.deadline:
+                missing = tuple(sorted(job.expected - job.acked))
+                actions.extend(self._release(jid, job))
+                if missing:
+                    actions.append(Overdue(jid, missing))
+            elif job.released and not job.held and now - job.touched > self.forget_after:
+                del self._jobs[jid]
+        return actions
+
+    def held_count(self) -> int:
+        return sum(len(items) for job in self._jobs.values() for items in job.held.values())
+
+    def _release(self, jid: str, job: _Job[T]) -> list[Action]:
+        job.released = True
+        actions: list[Action] = []
+        for dc in sorted(job.acked):
+            actions.extend(self._announce(jid, job, dc))
+        # Every list goes out before any return: the CLI must know all it waits for first.
+        actions.sort(key=lambda a: not isinstance(a, Announce))
+        return actions
+
+    def _announce(self, jid: str, job: _Job[T], dc: str) -> list[Action]:
+        if dc in job.announced:
+            return []
+        job.announced.add(dc)
+        return [Announce(jid, dc)] + [Store(item) for item in job.held.pop(dc, [])]

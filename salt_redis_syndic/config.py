@@ -1,0 +1,242 @@
+"""Frozen settings built once from the master opts.
+
+The ``redis_syndic`` block in the master config is shared by the engine, the returner and
+the runner; engine kwargs override it.  Everything is validated here so that a bad option
+produces one clear :class:`ConfigError` naming the option, never a traceback loop.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+ROLES = ("mom", "dc")
+KNOWN_OPTIONS = frozenset(
+    """role dc master_id namespace redis_url redis_read_url redis_username redis_password
+    socket_timeout connect_timeout health_check_interval ssl_ca_certs ssl_certfile ssl_keyfile
+    ssl_check_hostname job_ttl clock_skew stream_maxlen block_ms heartbeat_interval dc_timeout
+    ack_wait publish_timeout batch_max_messages batch_max_bytes spool_poll_interval state_dir
+    spool_dir signing_key trusted_keys max_entry_bytes deadletter_max""".split()
+)
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NS_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_USER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def redact_url(url: str | None) -> str | None:
+    """Return ``url`` with any password replaced, for logs and reprs.
+
+    Everything up to the last ``@`` is treated as credentials: a raw (not percent-encoded)
+    password may hold ``/ ? # @`` that a URL parser would split off.  Only a plain user name
+    is kept.  Never raises (it runs inside ``__repr__``).
+    """
+    if not url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<redacted url>" if "@" in url else url
+    if "@" not in rest:
+        return url
+    userinfo, _, hostpart = rest.rpartition("@")
+    user = userinfo.split(":", 1)[0] if ":" in userinfo else userinfo
+    shown = f"{user}:***" if user and _USER_RE.match(user) else "***"
+    return f"{scheme}://{shown}@{hostpart}"
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """How to reach one Redis endpoint.  The URL may hold a password: never in repr."""
+
+    url: str = field(repr=False)
+    socket_timeout: float = 5.0
+    connect_timeout: float = 5.0
+    health_check_interval: float = 15.0
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = field(default=None, repr=False)
+    ssl_check_hostname: bool = True
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def safe_url(self) -> str:
+        return redact_url(self.url) or ""
+
+    def __repr__(self) -> str:  # explicit: the dataclass repr would be too easy to extend wrongly
+        return f"RedisSettings(url={self.safe_url!r}, socket_timeout={self.socket_timeout})"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated ``redis_syndic`` options (see README, configuration reference)."""
+
+    role: str
+    master_id: str
+    redis: RedisSettings
+    redis_read: RedisSettings | None
+    dc: str | None = None
+    namespace: str = "redis_syndic"
+    job_ttl: float = 900.0
+    clock_skew: float = 60.0
+    stream_maxlen: int = 100_000
+    block_ms: int = 1000
+    heartbeat_interval: float = 2.0
+    dc_timeout: float = 10.0
+    ack_wait: float = 5.0
+    publish_timeout: float = 15.0
+    batch_max_messages: int = 500
+    batch_max_bytes: int = 8 * 1024 * 1024
+    spool_poll_interval: float = 0.02
+    state_dir: str = ""
+    spool_dir: str = ""
+    signing_key: str = ""
+    trusted_keys: tuple[str, ...] = ()
+    max_entry_bytes: int = 64 * 1024 * 1024
+    deadletter_max: int = 10_000
+
+    @property
+    def is_mom(self) -> bool:
+        return self.role == "mom"
+
+
+def _block(opts: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    raw = opts.get("redis_syndic") or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError("redis_syndic", "must be a mapping of options")
+    merged = dict(raw)
+    for key, value in (overrides or {}).items():
+        if not str(key).startswith("__"):
+            merged[key] = value
+    return merged
+
+
+def _num(block: Mapping[str, Any], key: str, default: float, minimum: float = 0.0) -> float:
+    value = block.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(key, f"must be a number, got {type(value).__name__}")
+    if value < minimum:
+        raise ConfigError(key, f"must be >= {minimum}, got {value}")
+    return float(value)
+
+
+def _int(block: Mapping[str, Any], key: str, default: int, minimum: int = 1) -> int:
+    value = _num(block, key, default, minimum)
+    if int(value) != value:
+        raise ConfigError(key, f"must be a whole number, got {value}")
+    return int(value)
+
+
+def _bool(block: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = block.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"must be true or false, got {type(value).__name__}")
+    return value
+
+
+def _url(block: Mapping[str, Any], key: str, required: bool) -> str | None:
+    value = block.get(key)
+    if value in (None, ""):
+        if required:
+            raise ConfigError(key, "is required (e.g. redis://127.0.0.1:6379/0)")
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(key, "must be a string URL")
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(key, f"must start with redis://, rediss:// or unix:// (got {redact_url(value)!r})")
+    return value
+
+
+def _redis(block: Mapping[str, Any], url: str) -> RedisSettings:
+    def opt_str(name: str) -> str | None:
+        value = block.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(name, "must be a string")
+        return value or None
+
+    return RedisSettings(
+        url=url,
+        socket_timeout=_num(block, "socket_timeout", 5.0, 0.1),
+        connect_timeout=_num(block, "connect_timeout", 5.0, 0.1),
+        health_check_interval=_num(block, "health_check_interval", 15.0, 0.0),
+        ssl_ca_certs=opt_str("ssl_ca_certs"),
+        ssl_certfile=opt_str("ssl_certfile"),
+        ssl_keyfile=opt_str("ssl_keyfile"),
+        ssl_check_hostname=_bool(block, "ssl_check_hostname", True),
+        username=opt_str("redis_username"),
+        password=opt_str("redis_password"),
+    )
+
+
+def _keys(block: Mapping[str, Any]) -> tuple[str, ...]:
+    value = block.get("trusted_keys", ())
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError("trusted_keys", "must be a list of public key file paths or PEM strings")
+    return tuple(value)
+
+
+def load_settings(opts: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Build :class:`Settings` from master ``opts`` and optional engine kwargs.
+
+    Raises :class:`ConfigError` naming the first wrong option.
+    """
+    block = _block(opts, overrides)
+    unknown = sorted(set(block) - KNOWN_OPTIONS)
+    if unknown:
+        raise ConfigError(str(unknown[0]), "is not a known redis_syndic option (typo?)")
+    role = block.get("role")
+    if role not in ROLES:
+        raise ConfigError("role", f"must be one of {', '.join(ROLES)} (got {role!r})")
+    dc = block.get("dc")
+    if role == "dc":
+        if not isinstance(dc, str) or not _NAME_RE.match(dc):
+            raise ConfigError("dc", "is required for role dc: a short name of letters, digits, '.', '_' or '-'")
+    namespace = block.get("namespace", "redis_syndic")
+    if not isinstance(namespace, str) or not _NS_RE.match(namespace):
+        raise ConfigError("namespace", "must be 1-64 characters of letters, digits, '_', '.', ':' or '-'")
+    master_id = str(block.get("master_id") or opts.get("id") or "")
+    if not _NAME_RE.match(master_id):
+        raise ConfigError("master_id", f"the master id {master_id!r} is not usable as a name; set redis_syndic:master_id")
+    url = _url(block, "redis_url", required=True)
+    assert url is not None
+    read_url = _url(block, "redis_read_url", required=False)
+    cachedir = str(opts.get("cachedir") or "/var/cache/salt/master")
+    pki_dir = str(opts.get("pki_dir") or "/etc/salt/pki/master")
+    state_dir = str(block.get("state_dir") or os.path.join(cachedir, "redis_syndic"))
+    spool_dir = str(block.get("spool_dir") or os.path.join(state_dir, "spool"))
+    signing_key = str(block.get("signing_key") or os.path.join(pki_dir, "redis_syndic.pem"))
+    trusted = _keys(block)
+    if role == "dc" and not trusted:
+        raise ConfigError("trusted_keys", "a DC must trust at least one MoM public key (print it with salt-run redis_syndic.pubkey on the MoM)")
+    settings = Settings(
+        role=role,
+        master_id=master_id,
+        dc=dc if role == "dc" else None,
+        redis=_redis(block, url),
+        redis_read=_redis(block, read_url) if read_url else None,
+        namespace=namespace,
+        job_ttl=_num(block, "job_ttl", 900.0, 1.0),
+        clock_skew=_num(block, "clock_skew", 60.0, 0.0),
+        stream_maxlen=_int(block, "stream_maxlen", 100_000, 100),
+        block_ms=_int(block, "block_ms", 1000, 10),
+        heartbeat_interval=_num(block, "heartbeat_interval", 2.0, 0.1),
+        dc_timeout=_num(block, "dc_timeout", 10.0, 0.5),
+        ack_wait=_num(block, "ack_wait", 5.0, 0.0),
+        publish_timeout=_num(block, "publish_timeout", 15.0, 1.0),
+        batch_max_messages=_int(block, "batch_max_messages", 500, 1),
+        batch_max_bytes=_int(block, "batch_max_bytes", 8 * 1024 * 1024, 1024),
+        spool_poll_interval=_num(block, "spool_poll_interval", 0.02, 0.001),
+        state_dir=state_dir,
+        spool_dir=spool_dir,
+        signing_key=signing_key,
+        trusted_keys=trusted,
+        max_entry_bytes=_int(block, "max_entry_bytes", 64 * 1024 * 1024, 1024),
+        deadletter_max=_int(block, "deadletter_max", 10_000, 1),
+    )
+    return settings

@@ -1,0 +1,184 @@
+"""DC master role: job stream -> verify, dedupe, expiry -> local publish -> ack upward.
+
+Two loops run in the engine process:
+
+* ``jobs``: reads the job stream from a durable cursor, verifies each entry, claims its jid in
+  the ledger (never published twice, even across restarts), publishes it into the local master
+  with the MoM's jid and id, and spools an ack naming the targeted minions.
+* ``uplink``: ships the spool (acks from here, returns from the returner) to Redis; see
+  :mod:`salt_redis_syndic.uplink`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Mapping, Protocol
+
+from .config import Settings
+from .deadletter import DeadLetters
+from .envelope import Ack, JobEnvelope, decode_job
+from .errors import RejectedEntry
+from .ledger import DcLedger
+from .runtime import Backoff, Counters, RateLimitedLog
+from .signing import Verifier
+from .spool import Spool
+from .transport.connection import TRANSIENT, describe_error, make_client
+from .transport.keys import Keys
+from .transport.stream import JobStream
+
+log = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    def publish(self, load: Mapping[str, Any], origin: str, timeout: float) -> list[str]: ...
+
+
+class LoadLookup(Protocol):
+    def get_load(self, jid: str) -> dict[str, Any]: ...
+
+
+class Bus(Protocol):
+    def fire(self, data: Mapping[str, Any], tag: str) -> bool: ...
+
+
+class JobConsumer:
+    """The ``jobs`` loop of a DC engine."""
+
+    def __init__(self, settings: Settings, publisher: Publisher, cache: LoadLookup, bus: Bus,
+                 spool: Spool, ledger: DcLedger, deadletters: DeadLetters, counters: Counters,
+                 stop: threading.Event, wake_uplink: threading.Event) -> None:
+        assert settings.dc is not None
+        self.settings = settings
+        self.dc = settings.dc
+        self.publisher = publisher
+        self.cache = cache
+        self.bus = bus
+        self.spool = spool
+        self.ledger = ledger
+        self.deadletters = deadletters
+        self.counters = counters
+        self.stop = stop
+        self.wake_uplink = wake_uplink
+        self.verifier = Verifier(settings.trusted_keys)
+        self.keys = Keys(settings.namespace)
+        self.cursor = ledger.cursor(default="")
+        self._rl = RateLimitedLog(log)
+
+    # -- loop ------------------------------------------------------------------------------
+    def run(self) -> None:
+        read_settings = self.settings.redis_read or self.settings.redis
+        client = make_client(read_settings, extra_timeout=self.settings.block_ms / 1000.0)
+        stream = JobStream(client, self.keys.jobs, self.settings.stream_maxlen)
+        backoff = Backoff()
+        while not self.stop.is_set():
+            try:
+                if not self.cursor:
+                    # A DC that never read the stream starts at its end: joining the estate must
+                    # not replay the last job_ttl worth of jobs.
+                    self.cursor = stream.last_id()
+                    self.ledger.set_cursor(self.cursor)
+                    log.info("redis_syndic: DC %s starts reading the job stream after %s", self.dc, self.cursor)
+                entries = stream.read(self.cursor, count=100, block_ms=self.settings.block_ms)
+                if backoff.failing:
+                    log.warning("redis_syndic: job stream reachable again at %s", read_settings.safe_url)
+                backoff.reset()
+            except TRANSIENT as err:
+                self.counters.inc("reconnects")
+                self._rl.log(logging.WARNING, "read", "redis_syndic: cannot read the job stream at %s (%s); retrying",
+                             read_settings.safe_url, describe_error(err))
+                self.stop.wait(backoff.next())
+                continue
+            for entry_id, fields in entries:
+                if self.stop.is_set():
+                    return
+                self.handle(entry_id, fields)
+                self.cursor = entry_id
+                self.ledger.set_cursor(entry_id)
+
+    # -- one entry -------------------------------------------------------------------------
+    def handle(self, entry_id: str, fields: Mapping[Any, Any]) -> None:
+        now = time.time()
+        try:
+            job = decode_job(fields, self.verifier, self.settings.max_entry_bytes, now, self.settings.clock_skew)
+        except RejectedEntry as rej:
+            self.reject(entry_id, rej, fields)
+            return
+        is_new, status = self.ledger.claim(job.jid, job.origin)
+        if not is_new:
+            if status == "pending":
+                self._recover(job)
+            else:
+                self.counters.inc("jobs_duplicate")
+                log.info("redis_syndic: job %s already handled on DC %s (%s); not publishing again", job.jid, self.dc, status)
+            return
+        if job.is_expired(now, self.settings.clock_skew):
+            self._expired(entry_id, job, now)
+            return
+        self._publish(job)
+
+    def _publish(self, job: JobEnvelope) -> None:
+        from .salt_adapter import PublishFailed  # imported lazily: keeps unit tests free of Salt
+
+        backoff = Backoff(base=0.2, cap=5.0)
+        while not self.stop.is_set():
+            try:
+                minions = self.publisher.publish(job.load, job.origin, self.settings.publish_timeout)
+                break
+            except PublishFailed as err:
+                if err.retryable and not job.is_expired(time.time(), self.settings.clock_skew):
+                    self._rl.log(logging.WARNING, "publish", "redis_syndic: local master did not take job %s yet (%s); retrying",
+                                 job.jid, err)
+                    self.stop.wait(backoff.next())
+                    continue
+                log.error("redis_syndic: local master refused job %s (%s): reported as failed", job.jid, err)
+                self.counters.inc("jobs_failed")
+                self._send_ack(Ack(job.jid, self.dc, "failed", reason=str(err)[:300]), job.origin)
+                self.ledger.mark(job.jid, "failed")
+                return
+        else:
+            return  # stopping: the claim stays 'pending' and is resolved at the next start
+        self.counters.inc("jobs_published")
+        log.info("redis_syndic: published job %s (%s) from %s to %d minion(s) on DC %s",
+                 job.jid, job.load.get("fun"), job.origin, len(minions), self.dc)
+        self._send_ack(Ack(job.jid, self.dc, "published", minions=minions), job.origin)
+        self.ledger.mark(job.jid, "published", minions)
+
+    def _recover(self, job: JobEnvelope) -> None:
+        """A previous run crashed between claiming and settling this job: did it publish?"""
+        load = self.cache.get_load(job.jid)
+        if load:
+            minions = sorted(load.get("Minions") or load.get("minions") or [])
+            log.warning("redis_syndic: job %s was published before a restart; re-sending its ack", job.jid)
+            self._send_ack(Ack(job.jid, self.dc, "published", minions=minions), job.origin)
+            self.ledger.mark(job.jid, "published", minions)
+        elif job.is_expired(time.time(), self.settings.clock_skew):
+            self._expired("", job, time.time())
+        else:
+            log.warning("redis_syndic: job %s was claimed but never published before a restart; publishing it now", job.jid)
+            self._publish(job)
+
+    def _expired(self, entry_id: str, job: JobEnvelope, now: float) -> None:
+        age = now - job.expires_at
+        log.warning("redis_syndic: job %s (%s) from %s expired %.0fs ago; not run on DC %s",
+                    job.jid, job.load.get("fun"), job.origin, age, self.dc)
+        self.counters.inc("jobs_expired")
+        self.bus.fire({"jid": job.jid, "dc": self.dc, "fun": job.load.get("fun"), "expired_for": age,
+                       "entry_id": entry_id}, f"redis_syndic/job/{job.jid}/expired")
+        self._send_ack(Ack(job.jid, self.dc, "expired", reason=f"expired {age:.0f}s before it reached DC {self.dc}"), job.origin)
+        self.ledger.mark(job.jid, "expired")
+
+    def _send_ack(self, ack: Ack, mom: str) -> None:
+        self.spool.append([{**ack.to_wire(), "mom": mom}])
+        self.wake_uplink.set()
+
+    def reject(self, entry_id: str, rej: RejectedEntry, fields: Mapping[Any, Any]) -> None:
+        self.counters.inc("jobs_rejected")
+        self.counters.inc(f"rejected_{rej.reason}")
+        log.error("redis_syndic: rejected job stream entry %s on DC %s: %s (dead-lettered, not run)",
+                  entry_id, self.dc, rej)
+        self.deadletters.add(source=f"dc:{self.dc}", entry_id=entry_id, reason=rej.reason, detail=rej.detail, raw=fields)
+        self.bus.fire({"dc": self.dc, "entry_id": entry_id, "reason": rej.reason, "detail": rej.detail},
+                      f"redis_syndic/rejected/{rej.reason}")
+

@@ -1,0 +1,59 @@
+"""Dead-letter place for rejected entries: a local directory (always) and a capped Redis list.
+
+A rejected entry is never run and never silently dropped: it is kept with its reason so an
+operator can see what was attempted (``salt-run redis_syndic.deadletters``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Callable, Mapping
+
+import redis
+
+from .envelope import pack
+from .transport.connection import TRANSIENT, describe_error
+
+log = logging.getLogger(__name__)
+
+RAW_KEEP = 64 * 1024  # bytes of each raw field kept for inspection
+
+
+def _trim(raw: Any) -> Any:
+    if isinstance(raw, Mapping):
+        return {str(k): _trim(v) for k, v in list(raw.items())[:16]}
+    if isinstance(raw, (bytes, bytearray)):
+        return bytes(raw[:RAW_KEEP])
+    if isinstance(raw, str):
+        return raw[:RAW_KEEP]
+    return repr(raw)[:200]
+
+
+class DeadLetters:
+    def __init__(self, directory: str, key: str, max_entries: int, client: Callable[[], redis.Redis] | None) -> None:
+        self.directory = directory
+        self.key = key
+        self.max_entries = max_entries
+        self._client = client
+
+    def add(self, source: str, entry_id: str, reason: str, detail: str, raw: Any) -> None:
+        record = pack({"at": time.time(), "source": source, "entry_id": entry_id, "reason": reason,
+                       "detail": detail, "raw": _trim(raw)})
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            name = f"{time.time_ns():020d}-{reason}.mp"
+            with open(os.path.join(self.directory, name), "wb") as fh:
+                fh.write(record)
+        except OSError as err:
+            log.error("redis_syndic: cannot write dead letter to %s: %s", self.directory, err.strerror)
+        if self._client is None:
+            return
+        try:
+            pipe = self._client().pipeline(transaction=False)
+            pipe.lpush(self.key, record)
+            pipe.ltrim(self.key, 0, self.max_entries - 1)
+            pipe.execute()
+        except (*TRANSIENT, redis.RedisError) as err:
+            log.warning("redis_syndic: dead letter kept locally only (%s)", describe_error(err))

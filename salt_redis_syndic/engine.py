@@ -1,0 +1,103 @@
+"""Engine entry: validate settings once, then run the role's loops until the master stops.
+
+Salt restarts an engine whose ``start()`` raises or returns about every 10 s, forever, with a
+CRITICAL traceback each time.  So a configuration error is logged once, clearly, and the
+engine then idles; transient failures are handled inside the loops with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from typing import Any, Mapping
+
+from . import __version__
+from .config import Settings, load_settings
+from .deadletter import DeadLetters
+from .errors import ConfigError
+from .runtime import Counters, run_threads
+from .transport.connection import make_client
+from .transport.keys import Keys
+
+log = logging.getLogger(__name__)
+
+
+def start(opts: Mapping[str, Any], kwargs: Mapping[str, Any] | None = None, stop: threading.Event | None = None) -> None:
+    stop = stop or threading.Event()
+    try:
+        settings = load_settings(opts, kwargs)
+        targets = build(settings, opts, stop)
+    except ConfigError as err:
+        log.error("%s. The redis_syndic engine is idle until this is fixed and salt-master is restarted.", err)
+        while not stop.is_set():
+            stop.wait(3600)
+        return
+    log.info("redis_syndic: engine starting as %s%s (master id %s, redis %s)", settings.role,
+             f" for DC {settings.dc}" if settings.dc else "", settings.master_id, settings.redis.safe_url)
+    run_threads(targets, stop, log)
+
+
+def _deadletters(settings: Settings) -> DeadLetters:
+    client = None
+
+    def get_client() -> Any:
+        nonlocal client
+        if client is None:
+            client = make_client(settings.redis)
+        return client
+
+    return DeadLetters(os.path.join(settings.state_dir, "deadletter"), Keys(settings.namespace).deadletter,
+                       settings.deadletter_max, get_client)
+
+
+def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event) -> dict[str, Any]:
+    """The role's loops, keyed by name.  Raises :class:`ConfigError` for unusable keys."""
+    from . import salt_adapter
+
+    counters = Counters()
+    if settings.is_mom:
+        from .ledger import MomLedger
+        from .mom import Collector, JobPublisher, ledger_path
+        from .signing import load_or_create_signer
+
+        signer = load_or_create_signer(settings.signing_key)
+        log.info("redis_syndic: MoM signs jobs with key %s (%s.pub)", signer.key_id, os.path.splitext(settings.signing_key)[0])
+        published: queue.Queue[tuple[str, float]] = queue.Queue()
+
+        def publish_loop() -> None:
+            JobPublisher(settings, salt_adapter.MasterBus(opts, listen=True), signer, published, counters, stop).run()
+
+        def collect_loop() -> None:
+            Collector(settings, salt_adapter.MasterBus(opts, listen=False), salt_adapter.JobCache(opts),
+                      MomLedger(ledger_path(settings)), published, _deadletters(settings), counters, stop).run()
+
+        return {"publish": publish_loop, "collect": collect_loop}
+
+    from .dc import JobConsumer
+    from .ledger import DcLedger
+    from .signing import Verifier
+    from .spool import Spool
+    from .uplink import Shipper
+
+    Verifier(settings.trusted_keys)  # fail fast, once, on unreadable keys
+    ledger = DcLedger(os.path.join(settings.state_dir, "dc.sqlite"))
+    spool = Spool(settings.spool_dir)
+    wake = threading.Event()
+    consumer_ref: dict[str, JobConsumer] = {}
+
+    def jobs_loop() -> None:
+        salt_adapter.wait_for_master(opts, 120, stop)
+        consumer = JobConsumer(settings, salt_adapter.LocalPublisher(opts), salt_adapter.JobCache(opts),
+                               salt_adapter.MasterBus(opts, listen=False), spool, ledger, _deadletters(settings),
+                               counters, stop, wake)
+        consumer_ref["c"] = consumer
+        consumer.run()
+
+    def uplink_loop() -> None:
+        Shipper(settings, spool, salt_adapter.JobCache(opts), counters, stop, wake,
+                cursor=lambda: consumer_ref["c"].cursor if "c" in consumer_ref else ledger.cursor(),
+                minion_count=lambda: salt_adapter.accepted_minion_count(opts), version=__version__).run()
+
+    return {"jobs": jobs_loop, "uplink": uplink_loop}

@@ -1,0 +1,313 @@
+"""Versioned records that cross Redis, and the one place they are decoded and validated.
+
+Everything read from Redis is hostile until it has passed a ``decode_*`` function here:
+sizes are bounded before parsing, msgpack is the only format (never pickle, never eval),
+and every field is type-checked.  Failures raise :class:`RejectedEntry` with a short reason.
+
+Jobs are signed: the stream entry carries the exact signed body bytes, the signature and the
+key id, so verification needs no canonicalisation step (what was signed is what is parsed).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import msgpack
+
+from .errors import RejectedEntry
+from .signing import Signer, Verifier
+
+VERSION = 1
+JID_RE = re.compile(r"^\d{20}[0-9A-Za-z_]{0,24}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Salt minion ids: anything printable without path separators or NUL (salt.utils.verify.valid_id).
+MINION_RE = re.compile(r"^[^/\\\x00\s][^/\\\x00]{0,254}$")
+
+# Fields of the publish load that are forwarded to the DC master's LocalClient.pub.
+LOAD_FIELDS = (
+    "fun", "arg", "tgt", "tgt_type", "jid", "ret", "user", "to", "metadata", "master_id",
+    "auth_list", "delimiter", "ret_config", "ret_kwargs", "module_executors", "executor_opts",
+    "start_event", "id",
+)
+
+
+def is_trimmed(value: Any, marker: str = "VALUE_TRIMMED") -> bool:
+    """True if Salt's ``dicttrim`` replaced any value of an event (events over ``max_event_size``)."""
+    if isinstance(value, str):
+        return value == marker
+    if isinstance(value, dict):
+        return any(is_trimmed(v, marker) for v in value.values())
+    return False
+
+
+def _default(obj: Any) -> Any:
+    """msgpack fallback for the odd non-msgpack type in a return (sets, bytes-likes...)."""
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    return str(obj)
+
+
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True, default=_default)
+
+
+def unpack(data: bytes, max_bytes: int) -> Any:
+    if not isinstance(data, (bytes, bytearray)):
+        raise RejectedEntry("malformed", "entry is not bytes")
+    if len(data) > max_bytes:
+        raise RejectedEntry("too_large", f"{len(data)} bytes > {max_bytes}")
+    try:
+        return msgpack.unpackb(
+            data, raw=False, strict_map_key=False, use_list=True
+        )
+    except Exception as err:  # msgpack raises several unrelated types
+        raise RejectedEntry("malformed", f"not msgpack: {err.__class__.__name__}") from None
+
+
+def _require(cond: bool, reason: str, detail: str) -> None:
+    if not cond:
+        raise RejectedEntry(reason, detail)
+
+
+def _str(d: Mapping[str, Any], key: str, pattern: re.Pattern[str] | None = None) -> str:
+    value = d.get(key)
+    _require(isinstance(value, str), "malformed", f"{key} must be a string")
+    if pattern is not None:
+        _require(bool(pattern.match(value)), "malformed", f"{key} has an invalid value")
+    return value
+
+
+def _num(d: Mapping[str, Any], key: str) -> float:
+    value = d.get(key)
+    _require(isinstance(value, (int, float)) and not isinstance(value, bool), "malformed", f"{key} must be a number")
+    return float(value)
+
+
+def _str_list(d: Mapping[str, Any], key: str, pattern: re.Pattern[str]) -> list[str]:
+    value = d.get(key, [])
+    _require(isinstance(value, list), "malformed", f"{key} must be a list")
+    for item in value:
+        _require(isinstance(item, str) and bool(pattern.match(item)), "malformed", f"{key} has an invalid item")
+    return value
+
+
+# --------------------------------------------------------------------------- jobs (MoM -> DC)
+
+
+@dataclass(frozen=True)
+class JobEnvelope:
+    """One job as the MoM published it, plus where it came from and when it stops being valid."""
+
+    jid: str
+    load: dict[str, Any]
+    origin: str
+    issued_at: float
+    expires_at: float
+    key_id: str = ""
+    version: int = VERSION
+
+    def is_expired(self, now: float, skew: float) -> bool:
+        return now > self.expires_at + skew
+
+
+def make_job(load: Mapping[str, Any], origin: str, ttl: float, now: float | None = None) -> JobEnvelope:
+    """Wrap the MoM publish load, keeping only the fields a DC master needs."""
+    now = time.time() if now is None else now
+    clean = {k: load[k] for k in LOAD_FIELDS if k in load}
+    return JobEnvelope(jid=str(load["jid"]), load=clean, origin=origin, issued_at=now, expires_at=now + ttl)
+
+
+def encode_job(job: JobEnvelope, signer: Signer) -> dict[str, bytes]:
+    """Stream entry fields: ``b`` signed body, ``s`` signature, ``k`` key id."""
+    body = pack(
+        {
+            "v": job.version,
+            "kind": "job",
+            "jid": job.jid,
+            "load": job.load,
+            "origin": job.origin,
+            "issued_at": job.issued_at,
+            "expires_at": job.expires_at,
+            "kid": signer.key_id,
+        }
+    )
+    return {"b": body, "s": signer.sign(body), "k": signer.key_id.encode()}
+
+
+def _field(fields: Mapping[Any, Any], name: str) -> bytes:
+    value = fields.get(name.encode(), fields.get(name))
+    _require(isinstance(value, (bytes, bytearray)), "unsigned" if name in ("s", "k") else "malformed", f"missing field {name!r}")
+    return bytes(value)
+
+
+def decode_job(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, now: float, skew: float) -> JobEnvelope:
+    """Verify and decode a job stream entry.  Signature first, then structure, then issue time."""
+    _require(isinstance(fields, Mapping), "malformed", "entry is not a mapping")
+    body = _field(fields, "b")
+    _require(len(body) <= max_bytes, "too_large", f"{len(body)} bytes > {max_bytes}")
+    signature = _field(fields, "s")
+    try:
+        kid = _field(fields, "k").decode("ascii")
+    except UnicodeDecodeError:
+        raise RejectedEntry("malformed", "key id is not ascii") from None
+    verifier.verify(kid, signature, body)
+    doc = unpack(body, max_bytes)
+    _require(isinstance(doc, dict), "malformed", "body is not a map")
+    _require(doc.get("v") == VERSION, "bad_version", f"unsupported version {doc.get('v')!r}")
+    _require(doc.get("kind") == "job", "malformed", "not a job")
+    _require(doc.get("kid") == kid, "bad_signature", "key id in body differs from the signing key")
+    jid = _str(doc, "jid", JID_RE)
+    origin = _str(doc, "origin", NAME_RE)
+    issued_at = _num(doc, "issued_at")
+    expires_at = _num(doc, "expires_at")
+    load = doc.get("load")
+    _require(isinstance(load, dict), "malformed", "load must be a map")
+    _validate_load(load, jid)
+    _require(issued_at <= now + skew, "from_future", f"issued {issued_at - now:.0f}s in the future")
+    _require(expires_at >= issued_at, "malformed", "expires before it was issued")
+    # Expiry is the caller's to act on: an expired job is verified, then reported, never run.
+    return JobEnvelope(jid=jid, load=load, origin=origin, issued_at=issued_at, expires_at=expires_at, key_id=kid)
+
+
+def _validate_load(load: Mapping[str, Any], jid: str) -> None:
+    _require(set(load) <= set(LOAD_FIELDS), "malformed", f"unexpected load keys {sorted(set(load) - set(LOAD_FIELDS))}")
+    _require(load.get("jid") == jid, "malformed", "load jid differs from envelope jid")
+    fun = load.get("fun")
+    _require(isinstance(fun, str) or (isinstance(fun, list) and all(isinstance(f, str) for f in fun)), "malformed", "fun")
+    _require(isinstance(load.get("arg", []), list), "malformed", "arg must be a list")
+    tgt = load.get("tgt")
+    _require(isinstance(tgt, str) or (isinstance(tgt, list) and all(isinstance(t, str) for t in tgt)), "malformed", "tgt")
+    _require(isinstance(load.get("tgt_type", "glob"), str), "malformed", "tgt_type")
+    _require(isinstance(load.get("ret", ""), (str, list)), "malformed", "ret")
+    for key in ("metadata", "ret_config", "ret_kwargs", "executor_opts"):
+        if key in load:
+            _require(isinstance(load[key], (dict, str)) or load[key] is None, "malformed", key)
+
+
+# ------------------------------------------------------------------ uplink (DC -> MoM)
+
+ACK_STATUSES = ("published", "expired", "rejected", "failed")
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Which of its minions a DC targeted for a job (or why it did not run it)."""
+
+    jid: str
+    dc: str
+    status: str
+    minions: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    reason: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"t": "ack", "jid": self.jid, "dc": self.dc, "status": self.status,
+                "minions": self.minions, "missing": self.missing, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Return:
+    """One minion's return, whole, as the DC master stored it."""
+
+    jid: str
+    dc: str
+    minion: str
+    load: dict[str, Any]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"t": "ret", "jid": self.jid, "dc": self.dc, "id": self.minion, "load": self.load}
+
+
+UplinkMessage = Ack | Return
+
+
+@dataclass(frozen=True)
+class UplinkBatch:
+    dc: str
+    sent_at: float
+    messages: list[UplinkMessage]
+
+
+def encode_batch(dc: str, wire_messages: list[dict[str, Any]], now: float | None = None) -> bytes:
+    """Pack already-wire-form messages (as spooled) into one list item."""
+    return pack({"v": VERSION, "kind": "batch", "dc": dc, "sent_at": time.time() if now is None else now,
+                 "msgs": wire_messages})
+
+
+def _decode_message(msg: Any, dc: str) -> UplinkMessage:
+    _require(isinstance(msg, dict), "malformed", "message is not a map")
+    _require(msg.get("dc") == dc, "wrong_dc", "message names another DC than its batch")
+    jid = _str(msg, "jid", JID_RE)
+    kind = msg.get("t")
+    if kind == "ack":
+        status = _str(msg, "status")
+        _require(status in ACK_STATUSES, "malformed", f"unknown ack status {status!r}")
+        reason = msg.get("reason", "")
+        _require(isinstance(reason, str), "malformed", "reason")
+        return Ack(jid=jid, dc=dc, status=status, minions=_str_list(msg, "minions", MINION_RE),
+                   missing=_str_list(msg, "missing", MINION_RE), reason=reason[:500])
+    if kind == "ret":
+        minion = _str(msg, "id", MINION_RE)
+        load = msg.get("load")
+        _require(isinstance(load, dict), "malformed", "return load must be a map")
+        _require("return" in load, "malformed", "return load has no 'return'")
+        _require(load.get("id", minion) == minion and load.get("jid", jid) == jid, "malformed", "return load ids differ")
+        return Return(jid=jid, dc=dc, minion=minion, load=load)
+    raise RejectedEntry("malformed", f"unknown message type {kind!r}")
+
+
+def decode_batch(data: bytes, max_bytes: int) -> UplinkBatch:
+    """Decode one uplink list item.  Raises on the first structural problem (whole item rejected)."""
+    doc = unpack(data, max_bytes)
+    _require(isinstance(doc, dict), "malformed", "batch is not a map")
+    _require(doc.get("v") == VERSION, "bad_version", f"unsupported version {doc.get('v')!r}")
+    _require(doc.get("kind") == "batch", "malformed", "not a batch")
+    dc = _str(doc, "dc", NAME_RE)
+    sent_at = _num(doc, "sent_at")
+    msgs = doc.get("msgs")
+    _require(isinstance(msgs, list), "malformed", "msgs must be a list")
+    return UplinkBatch(dc=dc, sent_at=sent_at, messages=[_decode_message(m, dc) for m in msgs])
+
+
+# ------------------------------------------------------------------ DC status record
+
+
+@dataclass(frozen=True)
+class DcStatus:
+    """Heartbeat a DC engine writes; the MoM tells a slow DC from a dead one with it."""
+
+    dc: str
+    last_seen: float
+    cursor: str
+    stream_last_id: str
+    lag_seconds: float
+    spool_depth: int
+    minion_count: int
+    version: str
+    master_id: str
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return pack({"v": VERSION, "kind": "status", **self.__dict__})
+
+
+def decode_status(data: bytes, max_bytes: int = 1024 * 1024) -> DcStatus:
+    doc = unpack(data, max_bytes)
+    _require(isinstance(doc, dict) and doc.get("kind") == "status", "malformed", "not a status record")
+    counters = doc.get("counters", {})
+    _require(isinstance(counters, dict), "malformed", "counters")
+    return DcStatus(
+        dc=_str(doc, "dc", NAME_RE),
+        last_seen=_num(doc, "last_seen"),
+        cursor=_str(doc, "cursor"),
+        stream_last_id=_str(doc, "stream_last_id"),
+        lag_seconds=_num(doc, "lag_seconds"),
+        spool_depth=int(_num(doc, "spool_depth")),
+        minion_count=int(_num(doc, "minion_count")),
+        version=_str(doc, "version"),
+        master_id=_str(doc, "master_id"),
+        counters={str(k): int(v) for k, v in counters.items() if isinstance(v, (int, float))},
+    )

@@ -1,0 +1,39 @@
+"""One exception root per layer; each layer translates the one below at its boundary."""
+
+from __future__ import annotations
+
+
+class RedisSyndicError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class ConfigError(RedisSyndicError):
+    """The ``redis_syndic`` configuration is missing or wrong.
+
+    ``option`` names the offending key so the one log line tells the operator what to fix.
+    """
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"redis_syndic: option {option!r}: {message}")
+        self.option = option
+
+
+class TransportError(RedisSyndicError):
+    """Redis could not be reached or answered with an error (retryable)."""
+
+
+class RejectedEntry(RedisSyndicError):
+    """An entry read from Redis failed decoding, validation or verification.
+
+    ``reason`` is a short machine-friendly token (``bad_signature``, ``expired``, ...)
+    used for counters, dead-letter records and event tags.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class SpoolError(RedisSyndicError):
+    """The local durable spool could not be written or read."""

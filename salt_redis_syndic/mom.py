@@ -1,0 +1,294 @@
+"""MoM role: publish side (bus -> signed job stream) and collect side (uplink -> native returns).
+
+* ``publish``: every ``salt/job/<jid>/publish`` event on the MoM bus carries the full
+  minion-bound load; it is wrapped in a versioned envelope with the MoM id, issue time and
+  expiry, signed, and appended to the job stream.
+* ``collect``: DC batches are taken from the uplink list with the reliable-queue pattern.
+  Acks become ``syndic/<dc>/salt/job/<jid>/new`` events plus ``store_minions``; returns go
+  through ``store_job`` (event + job cache) exactly like native returns, once per
+  (jid, minion), and only for minions the DC said it targeted.  The release barrier
+  (:mod:`completeness`) makes the CLI know every DC's list before it sees any return.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
+
+from .completeness import Announce, Overdue, ReleaseBarrier, Store
+from .config import Settings
+from .deadletter import DeadLetters
+from .envelope import Ack, JobEnvelope, Return, decode_batch, decode_status, encode_job, make_job
+from .errors import RejectedEntry
+from .ledger import MomLedger
+from .runtime import Backoff, Counters, RateLimitedLog
+from .signing import Signer
+from .transport.connection import TRANSIENT, describe_error, make_client
+from .transport.keys import Keys
+from .transport.queue import UplinkQueue
+from .transport.stream import JobStream
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TAG = re.compile(r"^salt/job/(\d{20}[0-9A-Za-z_]*)/publish$")
+
+
+class Bus(Protocol):
+    def get(self, wait: float) -> tuple[str, dict[str, Any]] | None: ...
+    def fire(self, data: Mapping[str, Any], tag: str) -> bool: ...
+
+
+class Cache(Protocol):
+    def store_job(self, load: dict[str, Any], bus: Any) -> None: ...
+    def store_minions(self, jid: str, minions: list[str], dc: str) -> None: ...
+
+
+class JobPublisher:
+    """The ``publish`` loop: MoM event bus -> signed entries on the job stream."""
+
+    def __init__(self, settings: Settings, bus: Bus, signer: Signer, published: "queue.Queue[tuple[str, float]]",
+                 counters: Counters, stop: threading.Event) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.signer = signer
+        self.published = published
+        self.counters = counters
+        self.stop = stop
+        self.keys = Keys(settings.namespace)
+        self._rl = RateLimitedLog(log)
+
+    def job_from_event(self, tag: str, data: Mapping[str, Any]) -> JobEnvelope | None:
+        match = PUBLISH_TAG.match(tag)
+        if not match or not isinstance(data, Mapping) or "fun" not in data or "tgt" not in data:
+            return None
+        load = dict(data)
+        load["jid"] = match.group(1)
+        return make_job(load, origin=self.settings.master_id, ttl=self.settings.job_ttl)
+
+    def run(self) -> None:
+        client = make_client(self.settings.redis)
+        stream = JobStream(client, self.keys.jobs, self.settings.stream_maxlen)
+        pending: list[JobEnvelope] = []
+        backoff = Backoff(base=0.1, cap=5.0)
+        while not self.stop.is_set():
+            event = self.bus.get(wait=0.0 if pending else 0.5)
+            while event is not None:  # drain what is already queued: one round trip for a burst
+                job = self.job_from_event(*event)
+                if job is not None:
+                    pending.append(job)
+                if len(pending) >= 200:
+                    break
+                event = self.bus.get(wait=0.0)
+            if not pending:
+                continue
+            try:
+                stream.append([encode_job(job, self.signer) for job in pending])
+            except TRANSIENT as err:
+                self._rl.log(logging.WARNING, "xadd",
+                             "redis_syndic: cannot append %d job(s) to the stream at %s (%s); retrying",
+                             len(pending), self.settings.redis.safe_url, describe_error(err))
+                self.stop.wait(backoff.next())
+                continue
+            backoff.reset()
+            for job in pending:
+                log.info("redis_syndic: job %s (%s) sent to the DCs", job.jid, job.load.get("fun"))
+                self.published.put((job.jid, job.expires_at))
+            self.counters.inc("jobs_forwarded", len(pending))
+            pending = []
+
+
+@dataclass
+class _Batch:
+    """An uplink item being processed: removed from the in-flight list when nothing is left."""
+
+    raw: bytes
+    remaining: int = 0
+
+
+@dataclass
+class _HeldReturn:
+    ret: Return
+    batch: _Batch = field(repr=False)
+
+
+class Collector:
+    """The ``collect`` loop: uplink list -> native job cache and events on the MoM."""
+
+    def __init__(self, settings: Settings, bus: Bus, cache: Cache, ledger: MomLedger,
+                 published: "queue.Queue[tuple[str, float]]", deadletters: DeadLetters,
+                 counters: Counters, stop: threading.Event) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.cache = cache
+        self.ledger = ledger
+        self.published = published
+        self.deadletters = deadletters
+        self.counters = counters
+        self.stop = stop
+        self.keys = Keys(settings.namespace)
+        self.barrier: ReleaseBarrier[_HeldReturn] = ReleaseBarrier(settings.ack_wait)
+        self.live_dcs: set[str] = set()
+        self._next_status = 0.0
+        self._next_prune = 0.0
+        self._rl = RateLimitedLog(log)
+        self._queue: UplinkQueue | None = None
+
+    def run(self) -> None:
+        client = make_client(self.settings.redis, extra_timeout=1.0)
+        self._queue = UplinkQueue(client, self.keys.uplink(self.settings.master_id), self.keys.inflight(self.settings.master_id))
+        backoff = Backoff(base=0.1, cap=5.0)
+        recovered = False
+        while not self.stop.is_set():
+            try:
+                if not recovered:
+                    leftovers = self._queue.inflight()
+                    if leftovers:
+                        log.warning("redis_syndic: resuming %d uplink batch(es) left in flight by a previous run", len(leftovers))
+                    for raw in leftovers:
+                        self.process(raw)
+                    recovered = True
+                self.refresh_live_dcs(client)
+                self.drain_published()
+                for raw in self._queue.take(max_items=50, block_seconds=0.1):
+                    self.process(raw)
+                self.execute(self.barrier.tick(time.time()))
+                self.prune()
+                backoff.reset()
+            except TRANSIENT as err:
+                self._rl.log(logging.WARNING, "collect", "redis_syndic: cannot read the uplink at %s (%s); retrying",
+                             self.settings.redis.safe_url, describe_error(err))
+                self.stop.wait(backoff.next())
+
+    # -- inputs ----------------------------------------------------------------------------
+    def refresh_live_dcs(self, client: Any) -> None:
+        now = time.time()
+        if now < self._next_status:
+            return
+        self._next_status = now + min(1.0, self.settings.heartbeat_interval)
+        names = sorted(n.decode() if isinstance(n, bytes) else n for n in client.smembers(self.keys.dcs))
+        raws = client.mget([self.keys.status(n) for n in names]) if names else []
+        live = set()
+        for name, raw in zip(names, raws):
+            if raw is None:
+                continue
+            try:
+                status = decode_status(raw)
+            except RejectedEntry:
+                continue
+            if now - status.last_seen <= self.settings.dc_timeout:
+                live.add(name)
+        for dc in sorted(live - self.live_dcs):
+            log.info("redis_syndic: DC %s is up", dc)
+            self.bus.fire({"dc": dc, "state": "up"}, f"redis_syndic/dc/{dc}/up")
+        for dc in sorted(self.live_dcs - live):
+            log.warning("redis_syndic: DC %s stopped sending heartbeats (down)", dc)
+            self.bus.fire({"dc": dc, "state": "down"}, f"redis_syndic/dc/{dc}/down")
+        self.live_dcs = live
+
+    def drain_published(self) -> None:
+        now = time.time()
+        while True:
+            try:
+                jid, expires_at = self.published.get_nowait()
+            except queue.Empty:
+                return
+            self.ledger.record_published(jid, expires_at)
+            self.barrier.published(jid, self.live_dcs, now)
+
+    def process(self, raw: bytes) -> None:
+        batch = _Batch(raw)
+        try:
+            decoded = decode_batch(raw, self.settings.max_entry_bytes)
+        except RejectedEntry as rej:
+            self.reject("batch", rej, raw)
+            self._done(batch)
+            return
+        now = time.time()
+        actions = []
+        for msg in decoded.messages:
+            if isinstance(msg, Ack):
+                acked = set(self.ledger.acks(msg.jid))
+                if not self.ledger.record_ack(msg.jid, msg.dc, msg.status, msg.minions, msg.reason):
+                    self.counters.inc("acks_duplicate")
+                actions += self.barrier.ack(msg.jid, msg.dc, self.live_dcs, now, acked)
+            else:
+                batch.remaining += 1
+                acked = set(self.ledger.acks(msg.jid))
+                actions += self.barrier.add_return(msg.jid, msg.dc, _HeldReturn(msg, batch), self.live_dcs, now, acked)
+        self.execute(actions)
+        if batch.remaining == 0:
+            self._done(batch)
+
+    # -- outputs ---------------------------------------------------------------------------
+    def execute(self, actions: list[Any]) -> None:
+        for action in actions:
+            if isinstance(action, Announce):
+                self.announce(action.jid, action.dc)
+            elif isinstance(action, Store):
+                held: _HeldReturn = action.item
+                self.store(held.ret)
+                held.batch.remaining -= 1
+                if held.batch.remaining == 0:
+                    self._done(held.batch)
+            elif isinstance(action, Overdue):
+                log.warning("redis_syndic: job %s: no acknowledgement from DC(s) %s within %.1fs; results may be incomplete",
+                            action.jid, ", ".join(action.dcs), self.settings.ack_wait)
+                self.bus.fire({"jid": action.jid, "dcs": list(action.dcs)}, f"redis_syndic/job/{action.jid}/unacknowledged")
+
+    def announce(self, jid: str, dc: str) -> None:
+        status, minions = self.ledger.acks(jid).get(dc, ("unknown", []))
+        if status == "published":
+            if minions:
+                self.cache.store_minions(jid, minions, dc)
+            self.bus.fire({"jid": jid, "minions": minions, "missing": [], "syndic_id": dc},
+                          f"syndic/{dc}/salt/job/{jid}/new")
+            return
+        log.warning("redis_syndic: job %s was not run on DC %s: %s", jid, dc, status)
+        self.counters.inc(f"jobs_{status}")
+        self.bus.fire({"jid": jid, "dc": dc, "status": status}, f"redis_syndic/job/{jid}/{status}/{dc}")
+
+    def store(self, ret: Return) -> None:
+        status, minions = self.ledger.acks(ret.jid).get(ret.dc, ("unknown", []))
+        if ret.minion not in minions:
+            self.reject("return", RejectedEntry("untargeted_minion",
+                                                f"DC {ret.dc} did not report {ret.minion} as targeted for job {ret.jid}"),
+                        {"jid": ret.jid, "dc": ret.dc, "id": ret.minion})
+            return
+        if self.ledger.is_stored(ret.jid, ret.minion):
+            self.counters.inc("returns_duplicate")
+            return
+        load = dict(ret.load)
+        load.pop("_stamp", None)
+        load["jid"] = ret.jid
+        load["id"] = ret.minion
+        self.cache.store_job(load, self.bus)
+        self.ledger.mark_stored(ret.jid, ret.minion, ret.dc)
+        self.counters.inc("returns_stored")
+
+    def reject(self, what: str, rej: RejectedEntry, raw: Any) -> None:
+        self.counters.inc(f"rejected_{rej.reason}")
+        log.error("redis_syndic: rejected uplink %s: %s (dead-lettered)", what, rej)
+        self.deadletters.add(source=f"mom:{self.settings.master_id}", entry_id="", reason=rej.reason, detail=rej.detail,
+                             raw={"raw": raw} if isinstance(raw, bytes) else raw)
+        self.bus.fire({"what": what, "reason": rej.reason, "detail": rej.detail}, f"redis_syndic/rejected/{rej.reason}")
+
+    def _done(self, batch: _Batch) -> None:
+        assert self._queue is not None
+        self._queue.done([batch.raw])
+
+    def prune(self) -> None:
+        now = time.time()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + 3600
+        self.ledger.prune(now - max(86400.0, 2 * self.settings.job_ttl))
+
+
+def ledger_path(settings: Settings) -> str:
+    return os.path.join(settings.state_dir, "mom.sqlite")

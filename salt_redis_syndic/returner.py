@@ -1,0 +1,47 @@
+"""Library side of the ``redis_syndic`` returner (runs in Salt's EventReturn process)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable, Mapping
+
+from .config import Settings, load_settings
+from .errors import ConfigError, SpoolError
+from .runtime import RateLimitedLog
+from .spool import Spool
+from .uplink import returns_to_spool
+
+log = logging.getLogger(__name__)
+_rl = RateLimitedLog(log, interval=60.0)
+_cache: dict[int, tuple[Settings, Spool]] = {}
+
+
+def _setup(opts: Mapping[str, Any]) -> tuple[Settings, Spool]:
+    key = id(opts)
+    if key not in _cache:
+        settings = load_settings(opts)
+        if settings.role != "dc":
+            raise ConfigError("role", "the redis_syndic returner belongs on a DC master (role: dc)")
+        _cache.clear()
+        _cache[key] = (settings, Spool(settings.spool_dir))
+    return _cache[key]
+
+
+def event_return(events: Iterable[Mapping[str, Any]], opts: Mapping[str, Any]) -> None:
+    """Spool bridged returns.  Never raises: EventReturn drops the whole batch if we do."""
+    try:
+        settings, spool = _setup(opts)
+        messages = returns_to_spool(events, settings)
+        if messages:
+            spool.append(messages)
+    except ConfigError as err:
+        _rl.log(logging.ERROR, "config", "%s; returns of bridged jobs are NOT forwarded", err)
+    except SpoolError as err:
+        _rl.log(logging.CRITICAL, "spool", "redis_syndic returner: %s; returns are being lost", err)
+    except Exception:  # never into EventReturn
+        log.exception("redis_syndic returner: unexpected error; batch not spooled")
+
+
+def warn_direct_use() -> None:
+    _rl.log(logging.WARNING, "direct",
+            "redis_syndic is an event_return returner for DC masters; as a minion returner (--return) it does nothing")

@@ -1,0 +1,30 @@
+"""Library side of the ``redis_syndic`` runner: settings in, plain data out (Salt outputters render it)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from .config import load_settings
+from .errors import ConfigError
+from .signing import load_or_create_signer
+from .status import dc_status, job_report
+
+
+def _settings(opts: Mapping[str, Any]):
+    settings = load_settings(opts)
+    if not settings.is_mom:
+        raise ConfigError("role", "the redis_syndic runner runs on the master of masters (role: mom)")
+    return settings
+
+
+def status(opts: Mapping[str, Any]) -> dict[str, Any]:
+    return dc_status(_settings(opts))
+
+
+def job(opts: Mapping[str, Any], jid: str) -> dict[str, Any]:
+    return job_report(_settings(opts), jid)
+
+
+def pubkey(opts: Mapping[str, Any]) -> str:
+    signer = load_or_create_signer(_settings(opts).signing_key)
+    return signer.public_pem

@@ -1,0 +1,91 @@
+"""Loop plumbing shared by the engine roles: backoff, rate-limited logging, counters, threads."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from typing import Callable
+
+
+class Backoff:
+    """Exponential backoff for reconnect loops (Salt restarts a crashed engine with none)."""
+
+    def __init__(self, base: float = 0.1, cap: float = 5.0) -> None:
+        self.base = base
+        self.cap = cap
+        self._attempt = 0
+
+    def next(self) -> float:
+        delay = min(self.cap, self.base * (2 ** self._attempt))
+        self._attempt += 1
+        return delay
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+    @property
+    def failing(self) -> bool:
+        return self._attempt > 0
+
+
+class RateLimitedLog:
+    """Log the same failure at most once per ``interval`` seconds, with a repeat count."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 60.0) -> None:
+        self._log = logger
+        self._interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: Counter[str] = Counter()
+
+    def log(self, level: int, key: str, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) >= self._interval:
+            extra = self._suppressed.pop(key, 0)
+            if extra:
+                msg += f" (repeated {extra} times)"
+            self._last[key] = now
+            self._log.log(level, msg, *args)
+        else:
+            self._suppressed[key] += 1
+
+
+class Counters:
+    """Thread-safe monotonic counters exported in the DC status record."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._c: Counter[str] = Counter()
+
+    def inc(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._c[name] += n
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._c)
+
+
+def run_threads(targets: dict[str, Callable[[], None]], stop: threading.Event, log: logging.Logger) -> None:
+    """Run each loop in a daemon thread until ``stop`` is set; a loop that dies is restarted."""
+    threads: dict[str, threading.Thread] = {}
+
+    def guarded(name: str, fn: Callable[[], None]) -> None:
+        backoff = Backoff(base=1.0, cap=30.0)
+        while not stop.is_set():
+            try:
+                fn()
+                return
+            except Exception:  # a bug must not kill the engine silently: log it and restart the loop
+                log.exception("redis_syndic: %s loop crashed; restarting it", name)
+                stop.wait(backoff.next())
+
+    for name, fn in targets.items():
+        thread = threading.Thread(target=guarded, args=(name, fn), name=f"redis_syndic-{name}", daemon=True)
+        threads[name] = thread
+        thread.start()
+    while not stop.is_set():
+        stop.wait(1.0)
+    for thread in threads.values():
+        thread.join(timeout=5)

@@ -1,0 +1,145 @@
+"""The only module that imports Salt: event bus, LocalClient publishing, job cache.
+
+Each function here mirrors what Salt itself does for a syndic (``Syndic.syndic_cmd``,
+``_minion_event``/``_syndic_return``, ``salt.utils.job``); tests pin that behaviour against
+the installed Salt release.  Objects are created inside the engine process that uses them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Mapping
+
+import salt.client
+import salt.exceptions
+import salt.minion
+import salt.utils.event
+import salt.utils.job
+
+from .errors import RedisSyndicError
+
+log = logging.getLogger(__name__)
+
+class PublishFailed(RedisSyndicError):
+    """The local master refused or did not answer a publish.
+
+    ``retryable`` is True when the master did not answer (not up yet, restarting): the job
+    is tried again.  A refusal (authentication, authorization) is final and reported.
+    """
+
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class MasterBus:
+    """The local master's event bus (one per thread: Salt event objects are not thread-safe)."""
+
+    def __init__(self, opts: Mapping[str, Any], listen: bool) -> None:
+        self._event = salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=listen)
+
+    def get(self, wait: float) -> tuple[str, dict[str, Any]] | None:
+        """Next event, waiting up to ``wait`` seconds; ``wait <= 0`` never blocks.
+
+        (Salt's own ``get_event(wait=0)`` blocks forever; that is never what we want.)
+        """
+        if wait <= 0:
+            ev = self._event.get_event(full=True, no_block=True, auto_reconnect=True)
+        else:
+            ev = self._event.get_event(wait=wait, full=True, auto_reconnect=True)
+        if not ev:
+            return None
+        return ev["tag"], ev["data"]
+
+    def fire(self, data: Mapping[str, Any], tag: str) -> bool:
+        return bool(self._event.fire_event(dict(data), tag))
+
+    @property
+    def salt_event(self) -> Any:
+        return self._event
+
+    def close(self) -> None:
+        self._event.destroy()
+
+
+class JobCache:
+    """The master job cache, written the way a native return is (event + cache)."""
+
+    def __init__(self, opts: Mapping[str, Any]) -> None:
+        self._opts = opts
+        self._mminion = salt.minion.MasterMinion(dict(opts), states=False, rend=False, matcher=False)
+        self._cache = opts.get("master_job_cache", "local_cache")
+
+    def store_job(self, load: dict[str, Any], bus: MasterBus) -> None:
+        """Fires ``salt/job/<jid>/ret/<id>`` and writes the job cache, like a minion return."""
+        salt.utils.job.store_job(dict(self._opts), load, event=bus.salt_event, mminion=self._mminion)
+
+    def store_minions(self, jid: str, minions: list[str], dc: str) -> None:
+        salt.utils.job.store_minions(dict(self._opts), jid, minions, mminion=self._mminion, syndic_id=dc)
+
+    def get_load(self, jid: str) -> dict[str, Any]:
+        return self._mminion.returners[f"{self._cache}.get_load"](jid) or {}
+
+    def get_return(self, jid: str, minion: str) -> dict[str, Any] | None:
+        """The whole stored return of one minion (events over max_event_size are trimmed)."""
+        data = self._mminion.returners[f"{self._cache}.get_jid"](jid) or {}
+        ret = data.get(minion)
+        return ret if isinstance(ret, dict) and "return" in ret else None
+
+
+class LocalPublisher:
+    """Publishes a MoM job into the local master with the MoM's jid (what ``syndic_cmd`` does)."""
+
+    def __init__(self, opts: Mapping[str, Any]) -> None:
+        self._opts = opts
+        self._client: Any = None
+
+    def _local(self) -> Any:
+        if self._client is None:
+            self._client = salt.client.get_local_client(mopts=dict(self._opts))
+        return self._client
+
+    def publish(self, load: Mapping[str, Any], origin: str, timeout: float) -> list[str]:
+        """Publish and return the targeted local minions.  Raises :class:`PublishFailed`."""
+        kwargs: dict[str, Any] = {"master_id": origin}
+        for key in ("user", "auth_list", "metadata", "ret_config", "ret_kwargs", "module_executors",
+                    "executor_opts", "delimiter", "id"):
+            if key in load:
+                kwargs[key] = load[key]
+        if load.get("start_event"):
+            kwargs["start_event"] = True
+        try:
+            pub = self._local().pub(
+                load["tgt"], load["fun"], load.get("arg", []), tgt_type=load.get("tgt_type", "glob"),
+                ret=load.get("ret", ""), jid=load["jid"], timeout=timeout, **kwargs,
+            )
+        except (salt.exceptions.SaltReqTimeoutError, salt.exceptions.SaltClientError, OSError) as err:
+            self._client = None  # rebuild: the master may have restarted or not be up yet
+            raise PublishFailed(f"{err.__class__.__name__}: {err}", retryable=True) from err
+        except salt.exceptions.SaltException as err:
+            raise PublishFailed(f"{err.__class__.__name__}: {err}", retryable=False) from err
+        if not isinstance(pub, dict) or "minions" not in pub:
+            # An empty reply means the master key changed under us or the master is restarting.
+            self._client = None
+            raise PublishFailed(f"unexpected publish reply {pub!r:.200}", retryable=True)
+        return sorted(str(m) for m in pub.get("minions") or [])
+
+
+def accepted_minion_count(opts: Mapping[str, Any]) -> int:
+    try:
+        return sum(1 for _ in os.scandir(os.path.join(opts["pki_dir"], "minions")))
+    except OSError:
+        return 0
+
+
+def wait_for_master(opts: Mapping[str, Any], timeout: float, stop: Any) -> bool:
+    """Engines start before the master's request server: wait for its publish socket."""
+    deadline = time.monotonic() + timeout
+    path = os.path.join(opts["sock_dir"], "publish_pull.ipc")
+    while time.monotonic() < deadline and not stop.is_set():
+        if opts.get("ipc_mode") == "tcp" or os.path.exists(path):
+            return True
+        stop.wait(0.2)
+    return False

@@ -1,0 +1,72 @@
+"""What the ``redis_syndic`` runner shows: DC status records and per-job completeness."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from .config import Settings
+from .envelope import decode_status
+from .errors import RejectedEntry
+from .ledger import MomLedger
+from .transport.connection import make_client
+from .transport.keys import Keys
+
+
+def dc_status(settings: Settings, now: float | None = None) -> dict[str, dict[str, Any]]:
+    """One row per DC that ever sent a heartbeat: alive or not, with its age and figures."""
+    now = time.time() if now is None else now
+    client = make_client(settings.redis)
+    keys = Keys(settings.namespace)
+    names = sorted(n.decode() for n in client.smembers(keys.dcs))
+    out: dict[str, dict[str, Any]] = {}
+    backlog = client.llen(keys.uplink(settings.master_id))
+    for name, raw in zip(names, client.mget([keys.status(n) for n in names]) if names else []):
+        if raw is None:
+            out[name] = {"alive": False, "last_seen": None}
+            continue
+        try:
+            st = decode_status(raw)
+        except RejectedEntry as rej:
+            out[name] = {"alive": False, "error": str(rej)}
+            continue
+        age = round(now - st.last_seen, 1)
+        out[name] = {
+            "alive": age <= settings.dc_timeout,
+            "last_seen_seconds_ago": age,
+            "stream_lag_seconds": st.lag_seconds,
+            "spool_depth": st.spool_depth,
+            "minion_count": st.minion_count,
+            "version": st.version,
+            "master_id": st.master_id,
+            "uplink_backlog": backlog,
+            "counters": st.counters,
+        }
+    return out
+
+
+def job_report(settings: Settings, jid: str) -> dict[str, Any]:
+    """Per DC: acknowledged or not, targeted minions, returned, missing."""
+    ledger = MomLedger(os.path.join(settings.state_dir, "mom.sqlite"))
+    try:
+        acks = ledger.acks(jid)
+        stored = ledger.stored(jid)
+    finally:
+        ledger.close()
+    dcs = set(acks) | set(dc_status(settings))
+    report: dict[str, Any] = {}
+    for dc in sorted(dcs):
+        if dc not in acks:
+            report[dc] = {"acknowledged": False}
+            continue
+        status, minions = acks[dc]
+        returned = sorted(m for m in minions if stored.get(m) == dc)
+        report[dc] = {
+            "acknowledged": True,
+            "status": status,
+            "targeted": minions,
+            "returned": returned,
+            "missing": sorted(set(minions) - set(returned)),
+        }
+    return report

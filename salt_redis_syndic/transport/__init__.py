@@ -1,0 +1,1 @@
+"""Redis transport: connections, the job stream and the reliable uplink queue."""

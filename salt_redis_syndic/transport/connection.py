@@ -1,0 +1,55 @@
+"""Redis clients with explicit timeouts and retry, never library defaults.
+
+redis-py changed its default retry policy three times between 5.x and 8.x; a blocking read on
+a dead WAN link must time out when *we* say so.  Clients are created inside the process that
+uses them (engines fork), never at module level.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from ..config import RedisSettings
+from ..errors import TransportError
+
+# Errors that mean "Redis is away or the link is broken": retry later, spool meanwhile.
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError, OSError)
+
+
+def make_client(settings: RedisSettings, extra_timeout: float = 0.0) -> redis.Redis:
+    """A client for one endpoint.  ``extra_timeout`` covers server-side blocking (BLMOVE, XREAD BLOCK)."""
+    kwargs: dict[str, Any] = {
+        "socket_timeout": settings.socket_timeout + extra_timeout,
+        "socket_connect_timeout": settings.connect_timeout,
+        "health_check_interval": settings.health_check_interval,
+        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), 1),
+        "retry_on_timeout": False,
+        "decode_responses": False,
+        "client_name": "redis_syndic",
+    }
+    if settings.username:
+        kwargs["username"] = settings.username
+    if settings.password:
+        kwargs["password"] = settings.password
+    if settings.url.startswith("rediss://"):
+        kwargs["ssl_check_hostname"] = settings.ssl_check_hostname
+        if settings.ssl_ca_certs:
+            kwargs["ssl_ca_certs"] = settings.ssl_ca_certs
+        if settings.ssl_certfile:
+            kwargs["ssl_certfile"] = settings.ssl_certfile
+        if settings.ssl_keyfile:
+            kwargs["ssl_keyfile"] = settings.ssl_keyfile
+    try:
+        return redis.Redis.from_url(settings.url, **kwargs)
+    except (ValueError, redis.RedisError) as err:
+        raise TransportError(f"cannot build a client for {settings.safe_url}: {err.__class__.__name__}") from None
+
+
+def describe_error(err: BaseException) -> str:
+    """One-line reason for a transport failure, without any secret (redis-py messages hold none)."""
+    text = str(err).splitlines()[0] if str(err) else ""
+    return f"{err.__class__.__name__}: {text}"[:200]

@@ -1,0 +1,35 @@
+"""Redis key names, in one place so that ACL rules and docs can be derived from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    namespace: str
+
+    @property
+    def jobs(self) -> str:
+        """Job stream, written by MoMs, read by every DC."""
+        return f"{self.namespace}:jobs"
+
+    def uplink(self, mom: str) -> str:
+        """List of DC batches bound for one MoM."""
+        return f"{self.namespace}:up:{mom}"
+
+    def inflight(self, mom: str) -> str:
+        """Batches the MoM has taken but not yet fully stored (reliable-queue pattern)."""
+        return f"{self.namespace}:up:{mom}:inflight"
+
+    def status(self, dc: str) -> str:
+        return f"{self.namespace}:status:{dc}"
+
+    @property
+    def dcs(self) -> str:
+        """Set of DC names that ever sent a heartbeat."""
+        return f"{self.namespace}:dcs"
+
+    @property
+    def deadletter(self) -> str:
+        return f"{self.namespace}:deadletter"
