@@ -173,7 +173,7 @@ def decode_job(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, no
 
 
 def _validate_load(load: Mapping[str, Any], jid: str) -> None:
-    _require(set(load) <= set(LOAD_FIELDS), "malformed", f"unexpected load keys {sorted(set(load) - set(LOAD_FIELDS))}")
+    _require(set(load) <= set(LOAD_FIELDS), "malformed", f"unexpected load keys {sorted(map(repr, set(load) - set(LOAD_FIELDS)))}")
     _require(load.get("jid") == jid, "malformed", "load jid differs from envelope jid")
     fun = load.get("fun")
     _require(isinstance(fun, str) or (isinstance(fun, list) and all(isinstance(f, str) for f in fun)), "malformed", "fun")

@@ -47,6 +47,7 @@ class Bus(Protocol):
 class Cache(Protocol):
     def store_job(self, load: dict[str, Any], bus: Any) -> None: ...
     def store_minions(self, jid: str, minions: list[str], dc: str) -> None: ...
+    def note_dc_minions(self, jid: str, dc: str, minions: list[str]) -> None: ...
 
 
 class JobPublisher:
@@ -109,6 +110,7 @@ class _Batch:
 
     raw: bytes
     remaining: int = 0
+    finished: bool = False
 
 
 @dataclass
@@ -244,10 +246,12 @@ class Collector:
     def announce(self, jid: str, dc: str) -> None:
         status, minions = self.ledger.acks(jid).get(dc, ("unknown", []))
         if status == "published":
-            if minions:
-                self.cache.store_minions(jid, minions, dc)
+            # The event first: the waiting CLI extends its expected set from it.
             self.bus.fire({"jid": jid, "minions": minions, "missing": [], "syndic_id": dc},
                           f"syndic/{dc}/salt/job/{jid}/new")
+            if minions:
+                self.cache.store_minions(jid, minions, dc)
+                self.cache.note_dc_minions(jid, dc, minions)
             return
         log.warning("redis_syndic: job %s was not run on DC %s: %s", jid, dc, status)
         self.counters.inc(f"jobs_{status}")
@@ -279,6 +283,10 @@ class Collector:
         self.bus.fire({"what": what, "reason": rej.reason, "detail": rej.detail}, f"redis_syndic/rejected/{rej.reason}")
 
     def _done(self, batch: _Batch) -> None:
+        # Once per batch: its last return may be stored while process() still holds it.
+        if batch.finished:
+            return
+        batch.finished = True
         assert self._queue is not None
         self._queue.done([batch.raw])
 

@@ -79,6 +79,26 @@ class JobCache:
     def store_minions(self, jid: str, minions: list[str], dc: str) -> None:
         salt.utils.job.store_minions(dict(self._opts), jid, minions, mminion=self._mminion, syndic_id=dc)
 
+    def note_dc_minions(self, jid: str, dc: str, minions: list[str]) -> None:
+        """Record in the MoM job load which DC each minion belongs to.
+
+        ``jobs.list_job`` shows a job's ``Metadata``; we add ``redis_syndic_dcs: {dc: [...]}``
+        to it, keeping any metadata the user passed (top level or in ``kwargs``).
+        """
+        load = dict(self.get_load(jid))
+        if not load:
+            return
+        load.pop("Minions", None)  # computed by get_load from the minion lists, not stored
+        meta = load.get("metadata")
+        if not isinstance(meta, dict):
+            kw_meta = (load.get("kwargs") or {}).get("metadata") if isinstance(load.get("kwargs"), dict) else None
+            meta = dict(kw_meta) if isinstance(kw_meta, dict) else {}
+        dcs = dict(meta.get("redis_syndic_dcs") or {})
+        dcs[dc] = sorted(minions)
+        meta = {**meta, "redis_syndic_dcs": dcs}
+        load["metadata"] = meta
+        self._mminion.returners[f"{self._cache}.save_load"](jid, load)
+
     def get_load(self, jid: str) -> dict[str, Any]:
         return self._mminion.returners[f"{self._cache}.get_load"](jid) or {}
 

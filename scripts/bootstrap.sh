@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a fresh Debian/Ubuntu machine for salt-redis-syndic:
 #   - installs redis-server (binary only; the system service is not started)
-#     when it is not already on PATH;
-#   - installs this repo editable with the test extras into python3.
+#     when it is not already on PATH, and python3-venv when venvs cannot be made;
+#   - creates .venv/ in the repo (Debian's python refuses system-wide pip installs,
+#     PEP 668) and installs this repo editable with the test extras into it.
+
 # Run as root or as a user with sudo. Quiet on success, shows errors.
 set -euo pipefail
 
@@ -38,5 +40,28 @@ if ! command -v redis-server >/dev/null 2>&1; then
     fi
 fi
 
+if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    echo "bootstrap: installing python3-venv" >&2
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends python3-venv python3-pip >/dev/null
+fi
+
 cd "$REPO_ROOT"
-"$PYTHON" -m pip install -q -e '.[test]'
+VENV="$REPO_ROOT/.venv"
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "bootstrap: creating $VENV (first run installs salt and friends, about a minute)" >&2
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip >"$VENV/pip.log" 2>&1 || { cat "$VENV/pip.log" >&2; exit 1; }
+fi
+# Reinstall only when the packaging changed since the last successful install.
+stamp="$VENV/.installed-$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)"
+if [ ! -e "$stamp" ]; then
+    if ! "$VENV/bin/python" -m pip install -q -e '.[test]' >"$VENV/pip.log" 2>&1; then
+        cat "$VENV/pip.log" >&2
+        echo "bootstrap: pip install failed (log above)" >&2
+        exit 1
+    fi
+    rm -f "$VENV"/.installed-*
+    touch "$stamp"
+fi

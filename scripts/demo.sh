@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# Set up the machine (idempotent), then run the lab demo:
-# a MoM and DC masters with minions and Redis on this host.
-# Arguments go to `python3 -m salt_redis_syndic.lab demo`.
+# Set up the machine (idempotent), then run the lab demo: redis-server, a MoM, two DC
+# masters and their minions on loopback; a job from the MoM; every minion's result.
+# Arguments go to `python -m salt_redis_syndic.lab demo` (e.g. --minions 3).
 set -euo pipefail
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-"$REPO_ROOT/scripts/bootstrap.sh"
-cd "$REPO_ROOT"
-exec python3 -m salt_redis_syndic.lab demo "$@"
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+scripts/bootstrap.sh
+exec .venv/bin/python -m salt_redis_syndic.lab demo "$@"

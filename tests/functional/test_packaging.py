@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tarfile
 import textwrap
-import venv
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -225,12 +224,12 @@ def test_sdist_contents(source_tree, tmp_path):
 
 
 def test_wheel_install_resolves_installed_copies(wheel_path, tmp_path):
-    env_dir = tmp_path / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
-    py = env_dir / "bin" / "python"
-    # No pip in the venv: the system pip (visible via system site-packages)
-    # installs into the running interpreter's prefix, i.e. the venv.
-    _run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel_path], cwd=tmp_path)
+    # Install the wheel alone into a target dir that comes first on PYTHONPATH: the probe
+    # then imports the installed copy (not the repo's editable one) while salt and the other
+    # dependencies come from the running environment, whatever it is (a venv on CI).
+    site = tmp_path / "site"
+    _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+          "--target", str(site), wheel_path], cwd=tmp_path)
     conf = _master_conf(tmp_path)
     probe = textwrap.dedent(
         """\
@@ -252,17 +251,15 @@ def test_wheel_install_resolves_installed_copies(wheel_path, tmp_path):
         }))
         """
     )
-    proc = _run([py, "-c", probe, conf], cwd=tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    proc = subprocess.run([sys.executable, "-c", probe, conf], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    site = Path(_venv_site_packages(py, tmp_path))
+    site = Path(os.path.realpath(site))
     assert Path(os.path.realpath(result["pkg"])).parent == site / "salt_redis_syndic", result
     for kind in KINDS:
         assert len(result["dirs"][kind]) == 1, result
         path = result["dirs"][kind][0]
         assert Path(os.path.realpath(path)) == site / "salt_redis_syndic" / "_salt" / kind, result
     assert result["engines"] and result["returners"] and result["runners"], result
-
-
-def _venv_site_packages(py: Path, cwd: Path) -> str:
-    proc = _run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=cwd)
-    return os.path.realpath(proc.stdout.strip())

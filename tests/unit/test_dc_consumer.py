@@ -1,0 +1,302 @@
+"""JobConsumer.handle: verify, dedupe, expiry, publish once, ack upward, dead-letter the rest."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import msgpack
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from salt_redis_syndic.config import load_settings
+from salt_redis_syndic.dc import JobConsumer
+from salt_redis_syndic.deadletter import DeadLetters
+from salt_redis_syndic.envelope import encode_job, make_job, pack
+from salt_redis_syndic.ledger import DcLedger
+from salt_redis_syndic.runtime import Counters
+from salt_redis_syndic.salt_adapter import PublishFailed
+from salt_redis_syndic.signing import Signer
+from salt_redis_syndic.spool import Spool
+
+pytestmark = pytest.mark.unit
+
+JID = "20240501123456789012"
+
+
+class FakePublisher:
+    def __init__(self, minions=("m1", "m2")):
+        self.minions = list(minions)
+        self.calls: list[tuple[dict, str, float]] = []
+        self.failures: list[PublishFailed] = []
+
+    def publish(self, load, origin, timeout):
+        self.calls.append((dict(load), origin, timeout))
+        if self.failures:
+            raise self.failures.pop(0)
+        return list(self.minions)
+
+
+class FakeCache:
+    def __init__(self):
+        self.loads: dict[str, dict] = {}
+
+    def get_load(self, jid):
+        return self.loads.get(jid, {})
+
+
+class FakeBus:
+    def __init__(self):
+        self.events: list[tuple[str, dict]] = []
+
+    def fire(self, data, tag):
+        self.events.append((tag, dict(data)))
+        return True
+
+    def tags(self):
+        return [t for t, _ in self.events]
+
+
+@pytest.fixture(scope="module")
+def signer():
+    return Signer(Ed25519PrivateKey.generate())
+
+
+class Env:
+    """A DC engine's jobs loop with fakes for Salt and real spool/ledger/dead letters on disk."""
+
+    def __init__(self, tmp_path, signer):
+        self.tmp = tmp_path
+        self.settings = load_settings({"id": "dc-east", "cachedir": str(tmp_path), "redis_syndic": {
+            "role": "dc", "dc": "east", "redis_url": "redis://127.0.0.1:1/0", "trusted_keys": [signer.public_pem],
+            "clock_skew": 5, "publish_timeout": 7}})
+        self.signer = signer
+        self.publisher = FakePublisher()
+        self.cache = FakeCache()
+        self.bus = FakeBus()
+        self.spool = Spool(self.settings.spool_dir, fsync=False)
+        self.ledger_path = os.path.join(self.settings.state_dir, "dc.sqlite")
+        self.deadletter_dir = os.path.join(self.settings.state_dir, "deadletter")
+        self.counters = Counters()
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.ledger = DcLedger(self.ledger_path)
+        self.consumer = self.new_consumer()
+
+    def new_consumer(self):
+        return JobConsumer(self.settings, self.publisher, self.cache, self.bus, self.spool, self.ledger,
+                           DeadLetters(self.deadletter_dir, "redis_syndic:deadletter", 100, None),
+                           self.counters, self.stop, self.wake)
+
+    def restart(self):
+        """A new engine process: fresh objects, same files."""
+        self.ledger.close()
+        self.ledger = DcLedger(self.ledger_path)
+        self.consumer = self.new_consumer()
+
+    def entry(self, jid=JID, ttl=900.0, now=None, signer=None, **load):
+        base = {"fun": "test.ping", "arg": [], "tgt": "*", "tgt_type": "glob", "jid": jid, "ret": "", "user": "root"}
+        base.update(load)
+        job = make_job(base, origin="mom1", ttl=ttl, now=now)
+        return {k.encode(): v for k, v in encode_job(job, signer or self.signer).items()}
+
+    def acks(self):
+        out = []
+        for item in self.spool.pending():
+            out.extend(self.spool.read(item))
+        return out
+
+    def deadletters(self):
+        if not os.path.isdir(self.deadletter_dir):
+            return []
+        out = []
+        for name in sorted(os.listdir(self.deadletter_dir)):
+            with open(os.path.join(self.deadletter_dir, name), "rb") as fh:
+                out.append(msgpack.unpackb(fh.read(), raw=False))
+        return out
+
+
+@pytest.fixture
+def env(tmp_path, signer):
+    e = Env(tmp_path, signer)
+    yield e
+    e.ledger.close()
+
+
+# ------------------------------------------------------------------------------- publishing
+
+
+def test_valid_job_is_published_and_acked(env):
+    env.consumer.handle("1-0", env.entry(arg=["x"], metadata={"k": "v"}))
+    ((load, origin, timeout),) = env.publisher.calls
+    assert load["jid"] == JID and load["fun"] == "test.ping" and load["arg"] == ["x"]
+    assert load["metadata"] == {"k": "v"}
+    assert origin == "mom1" and timeout == 7.0
+    assert env.acks() == [{"t": "ack", "jid": JID, "dc": "east", "status": "published", "minions": ["m1", "m2"],
+                           "missing": [], "reason": "", "mom": "mom1"}]
+    assert env.wake.is_set()
+    assert env.ledger.get(JID).status == "published"
+    assert env.ledger.get(JID).minions == ["m1", "m2"]
+    assert env.counters.snapshot()["jobs_published"] == 1
+    assert env.deadletters() == []
+
+
+def test_job_matching_no_minion_is_acked_with_an_empty_list(env):
+    env.publisher.minions = []
+    env.consumer.handle("1-0", env.entry())
+    assert len(env.publisher.calls) == 1
+    (ack,) = env.acks()
+    assert ack["status"] == "published" and ack["minions"] == []
+
+
+def test_same_entry_twice_is_published_once(env):
+    entry = env.entry()
+    env.consumer.handle("1-0", entry)
+    env.consumer.handle("1-0", entry)
+    env.consumer.handle("2-0", entry)  # the same job appended again (replay)
+    assert len(env.publisher.calls) == 1
+    assert len(env.acks()) == 1
+    assert env.counters.snapshot()["jobs_duplicate"] == 2
+
+
+def test_same_entry_after_restart_is_not_published_again(env):
+    entry = env.entry()
+    env.consumer.handle("1-0", entry)
+    env.restart()
+    env.consumer.handle("1-0", entry)
+    assert len(env.publisher.calls) == 1
+    assert len(env.acks()) == 1
+
+
+def test_different_jobs_are_each_published(env):
+    env.consumer.handle("1-0", env.entry(jid="20240501123456789001"))
+    env.consumer.handle("2-0", env.entry(jid="20240501123456789002"))
+    assert [c[0]["jid"] for c in env.publisher.calls] == ["20240501123456789001", "20240501123456789002"]
+    assert [a["jid"] for a in env.acks()] == ["20240501123456789001", "20240501123456789002"]
+
+
+# ----------------------------------------------------------------------------------- expiry
+
+
+def test_expired_job_is_not_published_and_acked_expired(env):
+    env.consumer.handle("1-0", env.entry(ttl=10, now=time.time() - 3600))
+    assert env.publisher.calls == []
+    (ack,) = env.acks()
+    assert ack["status"] == "expired" and ack["jid"] == JID and ack["mom"] == "mom1" and ack["minions"] == []
+    assert "expired" in ack["reason"]
+    assert f"redis_syndic/job/{JID}/expired" in env.bus.tags()
+    assert env.ledger.get(JID).status == "expired"
+    # and it stays unrun when it comes again
+    env.consumer.handle("2-0", env.entry(ttl=10, now=time.time() - 3600))
+    assert env.publisher.calls == [] and len(env.acks()) == 1
+
+
+def test_job_within_clock_skew_of_expiry_still_runs(env):
+    env.consumer.handle("1-0", env.entry(ttl=10, now=time.time() - 12))  # 2 s late, skew 5 s
+    assert len(env.publisher.calls) == 1
+
+
+# --------------------------------------------------------------------------------- rejection
+
+
+def _tampered(env):
+    fields = env.entry()
+    doc = msgpack.unpackb(fields[b"b"], raw=False)
+    doc["load"]["fun"] = "cmd.run"
+    fields[b"b"] = pack(doc)
+    return fields
+
+
+@pytest.mark.parametrize("make,reason", [
+    (_tampered, "bad_signature"),
+    (lambda env: {b"b": env.entry()[b"b"]}, "unsigned"),
+    (lambda env: env.entry(signer=Signer(Ed25519PrivateKey.generate())), "unknown_key"),
+    (lambda env: {b"junk": b"\x00\x01"}, "malformed"),
+    (lambda env: env.entry(now=time.time() + 3600), "from_future"),
+])
+def test_rejected_entry_is_dead_lettered_announced_and_not_run(env, make, reason):
+    env.consumer.handle("7-1", make(env))
+    assert env.publisher.calls == []
+    assert env.acks() == []
+    (letter,) = env.deadletters()
+    assert letter["reason"] == reason and letter["entry_id"] == "7-1" and letter["source"] == "dc:east"
+    assert isinstance(letter["raw"], dict)
+    ((tag, data),) = env.bus.events
+    assert tag == f"redis_syndic/rejected/{reason}"
+    assert data["reason"] == reason and data["entry_id"] == "7-1" and data["dc"] == "east"
+    counters = env.counters.snapshot()
+    assert counters["jobs_rejected"] == 1 and counters[f"rejected_{reason}"] == 1
+    assert env.ledger.get(JID) is None  # nothing claimed: a valid copy may still come
+
+
+def test_rejected_copy_does_not_block_the_genuine_job(env):
+    env.consumer.handle("1-0", _tampered(env))
+    env.consumer.handle("2-0", env.entry())
+    assert len(env.publisher.calls) == 1
+    assert env.publisher.calls[0][0]["fun"] == "test.ping"
+
+
+# --------------------------------------------------------------------------- crash recovery
+
+
+def test_pending_claim_with_a_cached_load_is_acked_not_republished(env):
+    env.ledger.claim(JID, "mom1")  # previous run died after pub() before marking
+    env.cache.loads[JID] = {"fun": "test.ping", "Minions": ["m2", "m1"]}
+    env.restart()
+    env.consumer.handle("1-0", env.entry())
+    assert env.publisher.calls == []
+    (ack,) = env.acks()
+    assert ack["status"] == "published" and ack["minions"] == ["m1", "m2"]
+    assert env.ledger.get(JID).status == "published"
+    assert env.ledger.pending() == []
+
+
+def test_pending_claim_without_a_cached_load_is_published(env):
+    env.ledger.claim(JID, "mom1")
+    env.restart()
+    env.consumer.handle("1-0", env.entry())
+    assert len(env.publisher.calls) == 1
+    assert [a["status"] for a in env.acks()] == ["published"]
+
+
+def test_pending_claim_of_an_expired_job_is_acked_expired(env):
+    env.ledger.claim(JID, "mom1")
+    env.restart()
+    env.consumer.handle("1-0", env.entry(ttl=10, now=time.time() - 3600))
+    assert env.publisher.calls == []
+    assert [a["status"] for a in env.acks()] == ["expired"]
+
+
+# ---------------------------------------------------------------------- local master failures
+
+
+def test_refused_publish_is_acked_failed_and_not_retried(env):
+    env.publisher.failures = [PublishFailed("AuthorizationError: nope", retryable=False)]
+    env.consumer.handle("1-0", env.entry())
+    assert len(env.publisher.calls) == 1
+    (ack,) = env.acks()
+    assert ack["status"] == "failed" and "nope" in ack["reason"]
+    assert env.ledger.get(JID).status == "failed"
+    env.consumer.handle("1-0", env.entry())
+    assert len(env.publisher.calls) == 1
+
+
+def test_master_not_up_yet_is_retried_then_published_once(env):
+    env.publisher.failures = [PublishFailed("SaltReqTimeoutError", retryable=True)]
+    env.consumer.handle("1-0", env.entry())
+    assert len(env.publisher.calls) == 2
+    assert [a["status"] for a in env.acks()] == ["published"]
+
+
+def test_stopping_while_retrying_leaves_the_claim_pending(env):
+    def unavailable(load, origin, timeout):
+        env.publisher.calls.append((dict(load), origin, timeout))
+        env.stop.set()  # the master shuts down while the local master is still away
+        raise PublishFailed("SaltReqTimeoutError", retryable=True)
+
+    env.publisher.publish = unavailable
+    env.consumer.handle("1-0", env.entry())
+    assert len(env.publisher.calls) == 1
+    assert env.acks() == []
+    assert env.ledger.pending() == [(JID, "mom1")]  # resolved by _recover at the next start

@@ -1,0 +1,165 @@
+"""SQLite ledgers: what a DC claimed and where it read, what the MoM acked and stored."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from salt_redis_syndic.ledger import DcLedger, JobRecord, MomLedger
+
+pytestmark = pytest.mark.unit
+
+J1, J2, J3 = "20240501123456789001", "20240501123456789002", "20240501123456789003"
+
+
+@pytest.fixture
+def dc_path(tmp_path):
+    return str(tmp_path / "state" / "dc.sqlite")
+
+
+@pytest.fixture
+def mom_path(tmp_path):
+    return str(tmp_path / "state" / "mom.sqlite")
+
+
+# ------------------------------------------------------------------------------------ DC side
+
+
+def test_cursor_default_and_set(dc_path):
+    ledger = DcLedger(dc_path)
+    assert ledger.cursor() == "0-0"
+    assert ledger.cursor(default="") == ""
+    ledger.set_cursor("1700000000000-0")
+    ledger.set_cursor("1700000000001-3")
+    assert ledger.cursor() == "1700000000001-3"
+
+
+def test_claim_once(dc_path):
+    ledger = DcLedger(dc_path)
+    assert ledger.claim(J1, "mom1") == (True, "pending")
+    assert ledger.claim(J1, "mom1") == (False, "pending")
+    assert ledger.claim(J1, "other-mom") == (False, "pending")
+    ledger.mark(J1, "published", ["b", "a"])
+    assert ledger.claim(J1, "mom1") == (False, "published")
+
+
+def test_mark_and_get(dc_path):
+    ledger = DcLedger(dc_path)
+    assert ledger.get(J1) is None
+    ledger.claim(J1, "mom1")
+    ledger.mark(J1, "published", ["m1", "m2"])
+    rec = ledger.get(J1)
+    assert isinstance(rec, JobRecord)
+    assert (rec.jid, rec.status, rec.minions) == (J1, "published", ["m1", "m2"])
+    assert rec.updated_at == pytest.approx(time.time(), abs=5)
+
+
+def test_pending_lists_unsettled_claims(dc_path):
+    ledger = DcLedger(dc_path)
+    for jid in (J3, J1, J2):
+        ledger.claim(jid, "mom1")
+    ledger.mark(J2, "expired")
+    assert ledger.pending() == [(J1, "mom1"), (J3, "mom1")]
+    assert ledger.counts() == {"pending": 2, "expired": 1}
+
+
+def test_dc_ledger_survives_reopening(dc_path):
+    ledger = DcLedger(dc_path)
+    ledger.set_cursor("1700000000005-0")
+    ledger.claim(J1, "mom1")
+    ledger.mark(J1, "published", ["m1"])
+    ledger.claim(J2, "mom1")  # crashed mid-publish
+    ledger.close()
+
+    again = DcLedger(dc_path)
+    assert again.cursor() == "1700000000005-0"
+    assert again.claim(J1, "mom1") == (False, "published")
+    assert again.get(J1).minions == ["m1"]
+    assert again.pending() == [(J2, "mom1")]
+    assert again.claim(J3, "mom1") == (True, "pending")
+
+
+def test_dc_ledger_two_handles_on_one_file(dc_path):
+    # the engine may open the ledger from two threads/processes: one claim wins
+    a, b = DcLedger(dc_path), DcLedger(dc_path)
+    assert a.claim(J1, "mom1") == (True, "pending")
+    assert b.claim(J1, "mom1") == (False, "pending")
+
+
+def test_dc_prune_keeps_pending_claims(dc_path):
+    ledger = DcLedger(dc_path)
+    ledger.claim(J1, "mom1")
+    ledger.mark(J1, "published", ["m1"])
+    ledger.claim(J2, "mom1")
+    assert ledger.prune(time.time() - 3600) == 0
+    assert ledger.prune(time.time() + 1) == 1
+    assert ledger.get(J1) is None
+    assert ledger.pending() == [(J2, "mom1")]
+
+
+# ----------------------------------------------------------------------------------- MoM side
+
+
+def test_first_ack_wins(mom_path):
+    ledger = MomLedger(mom_path)
+    assert ledger.record_ack(J1, "east", "published", ["m1", "m2"]) is True
+    assert ledger.record_ack(J1, "east", "published", ["m1", "m2", "evil"]) is False
+    assert ledger.record_ack(J1, "east", "failed", [], "boom") is False
+    assert ledger.acks(J1) == {"east": ("published", ["m1", "m2"])}
+
+
+def test_acks_per_dc_and_per_jid(mom_path):
+    ledger = MomLedger(mom_path)
+    ledger.record_ack(J1, "east", "published", ["e1"])
+    ledger.record_ack(J1, "west", "expired", [], "too late")
+    ledger.record_ack(J2, "east", "published", ["e2"])
+    assert ledger.acks(J1) == {"east": ("published", ["e1"]), "west": ("expired", [])}
+    assert ledger.acks(J2) == {"east": ("published", ["e2"])}
+    assert ledger.acks(J3) == {}
+
+
+def test_stored_once(mom_path):
+    ledger = MomLedger(mom_path)
+    assert not ledger.is_stored(J1, "m1")
+    ledger.mark_stored(J1, "m1", "east")
+    ledger.mark_stored(J1, "m1", "west")  # a repeat does not move it
+    assert ledger.is_stored(J1, "m1")
+    assert not ledger.is_stored(J1, "m2")
+    assert not ledger.is_stored(J2, "m1")
+    assert ledger.stored(J1) == {"m1": "east"}
+
+
+def test_published(mom_path):
+    ledger = MomLedger(mom_path)
+    assert ledger.published_at(J1) is None
+    ledger.record_published(J1, time.time() + 900)
+    first = ledger.published_at(J1)
+    assert first == pytest.approx(time.time(), abs=5)
+    ledger.record_published(J1, time.time() + 9999)
+    assert ledger.published_at(J1) == first
+
+
+def test_mom_ledger_survives_reopening(mom_path):
+    ledger = MomLedger(mom_path)
+    ledger.record_ack(J1, "east", "published", ["m1"])
+    ledger.mark_stored(J1, "m1", "east")
+    ledger.close()
+    again = MomLedger(mom_path)
+    assert again.acks(J1) == {"east": ("published", ["m1"])}
+    assert again.is_stored(J1, "m1")
+    assert again.record_ack(J1, "east", "published", ["x"]) is False
+
+
+def test_mom_prune(mom_path):
+    ledger = MomLedger(mom_path)
+    ledger.record_ack(J1, "east", "published", ["m1"])
+    ledger.mark_stored(J1, "m1", "east")
+    ledger.record_published(J1, time.time() + 1)
+    ledger.prune(time.time() - 3600)  # nothing that old
+    assert ledger.is_stored(J1, "m1") and ledger.acks(J1) and ledger.published_at(J1)
+    ledger.prune(time.time() + 1)
+    assert not ledger.is_stored(J1, "m1")
+    assert ledger.acks(J1) == {}
+    assert ledger.published_at(J1) is None
+    assert ledger.record_ack(J1, "east", "published", ["m1"]) is True
