@@ -33,6 +33,13 @@ class Store(Generic[T]):
 
 
 @dataclass(frozen=True)
+class Abandon(Generic[T]):
+    """Give up on a held return: its DC never acknowledged the job within ``hold_max``."""
+
+    item: T
+
+
+@dataclass(frozen=True)
 class Overdue:
     """``jid`` was released without acks from these live DCs."""
 
@@ -40,7 +47,7 @@ class Overdue:
     dcs: tuple[str, ...]
 
 
-Action = Announce | Store | Overdue
+Action = Announce | Store | Abandon | Overdue
 
 
 @dataclass
@@ -51,13 +58,15 @@ class _Job(Generic[T]):
     announced: set[str] = field(default_factory=set)
     released: bool = False
     held: dict[str, list[T]] = field(default_factory=dict)
+    held_since: dict[str, float] = field(default_factory=dict)
     touched: float = 0.0
 
 
 class ReleaseBarrier(Generic[T]):
-    def __init__(self, ack_wait: float, forget_after: float = 600.0) -> None:
+    def __init__(self, ack_wait: float, forget_after: float = 600.0, hold_max: float = 600.0) -> None:
         self.ack_wait = ack_wait
         self.forget_after = forget_after
+        self.hold_max = hold_max
         self._jobs: dict[str, _Job[T]] = {}
 
     def _job(self, jid: str, live_dcs: set[str], now: float, acked: set[str] | None = None) -> _Job[T]:
@@ -89,14 +98,19 @@ class ReleaseBarrier(Generic[T]):
         if job.released and dc in job.announced:
             return [Store(item)]
         job.held.setdefault(dc, []).append(item)
+        job.held_since.setdefault(dc, now)
         if not job.released and job.expected <= job.acked:
             return self._release(jid, job)
         return []
 
     def tick(self, now: float) -> list[Action]:
-        """Release jobs whose deadline passed; forget idle settled ones."""
+        """Release jobs whose deadline passed; abandon returns held too long; forget idle jobs."""
         actions: list[Action] = []
         for jid, job in list(self._jobs.items()):
+            for dc, since in list(job.held_since.items()):
+                if now - since > self.hold_max:
+                    actions.extend(Abandon(item) for item in job.held.pop(dc, []))
+                    del job.held_since[dc]
             if not job.released and now >= job.deadline:
                 missing = tuple(sorted(job.expected - job.acked))
                 actions.extend(self._release(jid, job))
@@ -122,4 +136,5 @@ class ReleaseBarrier(Generic[T]):
         if dc in job.announced:
             return []
         job.announced.add(dc)
+        job.held_since.pop(dc, None)
         return [Announce(jid, dc)] + [Store(item) for item in job.held.pop(dc, [])]

@@ -19,7 +19,7 @@ KNOWN_OPTIONS = frozenset(
     """role dc master_id namespace redis_url redis_read_url redis_username redis_password
     socket_timeout connect_timeout health_check_interval ssl_ca_certs ssl_certfile ssl_keyfile
     ssl_check_hostname job_ttl clock_skew stream_maxlen block_ms heartbeat_interval dc_timeout
-    ack_wait publish_timeout batch_max_messages batch_max_bytes spool_poll_interval state_dir
+    ack_wait hold_max publish_timeout batch_max_messages batch_max_bytes spool_poll_interval state_dir
     spool_dir signing_key trusted_keys max_entry_bytes deadletter_max""".split()
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -87,6 +87,7 @@ class Settings:
     heartbeat_interval: float = 2.0
     dc_timeout: float = 10.0
     ack_wait: float = 5.0
+    hold_max: float = 600.0
     publish_timeout: float = 15.0
     batch_max_messages: int = 500
     batch_max_bytes: int = 8 * 1024 * 1024
@@ -228,6 +229,7 @@ def load_settings(opts: Mapping[str, Any], overrides: Mapping[str, Any] | None =
         heartbeat_interval=_num(block, "heartbeat_interval", 2.0, 0.1),
         dc_timeout=_num(block, "dc_timeout", 10.0, 0.5),
         ack_wait=_num(block, "ack_wait", 5.0, 0.0),
+        hold_max=_num(block, "hold_max", 600.0, 1.0),
         publish_timeout=_num(block, "publish_timeout", 15.0, 1.0),
         batch_max_messages=_int(block, "batch_max_messages", 500, 1),
         batch_max_bytes=_int(block, "batch_max_bytes", 8 * 1024 * 1024, 1024),

@@ -21,13 +21,20 @@ log = logging.getLogger(__name__)
 RAW_KEEP = 64 * 1024  # bytes of each raw field kept for inspection
 
 
-def _trim(raw: Any) -> Any:
+def _trim(raw: Any, depth: int = 0) -> Any:
+    """A bounded copy of a rejected entry: enough to see what was attempted, never huge."""
+    if depth > 8:
+        return "..."
     if isinstance(raw, Mapping):
-        return {str(k): _trim(v) for k, v in list(raw.items())[:16]}
+        return {str(k)[:200]: _trim(v, depth + 1) for k, v in list(raw.items())[:64]}
+    if isinstance(raw, (list, tuple)):
+        return [_trim(v, depth + 1) for v in raw[:64]]
     if isinstance(raw, (bytes, bytearray)):
         return bytes(raw[:RAW_KEEP])
     if isinstance(raw, str):
         return raw[:RAW_KEEP]
+    if raw is None or isinstance(raw, (bool, int, float)):
+        return raw
     return repr(raw)[:200]
 
 

@@ -24,7 +24,7 @@ VERSION = 1
 JID_RE = re.compile(r"^\d{20}[0-9A-Za-z_]{0,24}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Salt minion ids: anything printable without path separators or NUL (salt.utils.verify.valid_id).
-MINION_RE = re.compile(r"^[^/\\\x00\s][^/\\\x00]{0,254}$")
+MINION_RE = re.compile(r"^[^/\\\x00]{1,255}$")
 
 # Fields of the publish load that are forwarded to the DC master's LocalClient.pub.
 LOAD_FIELDS = (
@@ -156,7 +156,7 @@ def decode_job(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, no
     verifier.verify(kid, signature, body)
     doc = unpack(body, max_bytes)
     _require(isinstance(doc, dict), "malformed", "body is not a map")
-    _require(doc.get("v") == VERSION, "bad_version", f"unsupported version {doc.get('v')!r}")
+    _require(type(doc.get("v")) is int and doc.get("v") == VERSION, "bad_version", f"unsupported version {doc.get('v')!r}")
     _require(doc.get("kind") == "job", "malformed", "not a job")
     _require(doc.get("kid") == kid, "bad_signature", "key id in body differs from the signing key")
     jid = _str(doc, "jid", JID_RE)
@@ -226,9 +226,12 @@ UplinkMessage = Ack | Return
 
 @dataclass(frozen=True)
 class UplinkBatch:
+    """A decoded uplink item.  Bad messages are kept apart so one cannot sink the others."""
+
     dc: str
     sent_at: float
     messages: list[UplinkMessage]
+    rejected: list[tuple[RejectedEntry, Any]] = field(default_factory=list)
 
 
 def encode_batch(dc: str, wire_messages: list[dict[str, Any]], now: float | None = None) -> bytes:
@@ -260,16 +263,26 @@ def _decode_message(msg: Any, dc: str) -> UplinkMessage:
 
 
 def decode_batch(data: bytes, max_bytes: int) -> UplinkBatch:
-    """Decode one uplink list item.  Raises on the first structural problem (whole item rejected)."""
+    """Decode one uplink list item.
+
+    A bad envelope (not msgpack, wrong version, no DC name) rejects the whole item; a bad
+    message inside a good envelope is rejected alone and listed in ``rejected``.
+    """
     doc = unpack(data, max_bytes)
     _require(isinstance(doc, dict), "malformed", "batch is not a map")
-    _require(doc.get("v") == VERSION, "bad_version", f"unsupported version {doc.get('v')!r}")
+    _require(type(doc.get("v")) is int and doc.get("v") == VERSION, "bad_version", f"unsupported version {doc.get('v')!r}")
     _require(doc.get("kind") == "batch", "malformed", "not a batch")
     dc = _str(doc, "dc", NAME_RE)
     sent_at = _num(doc, "sent_at")
     msgs = doc.get("msgs")
     _require(isinstance(msgs, list), "malformed", "msgs must be a list")
-    return UplinkBatch(dc=dc, sent_at=sent_at, messages=[_decode_message(m, dc) for m in msgs])
+    batch = UplinkBatch(dc=dc, sent_at=sent_at, messages=[])
+    for raw in msgs:
+        try:
+            batch.messages.append(_decode_message(raw, dc))
+        except RejectedEntry as rej:
+            batch.rejected.append((rej, raw))
+    return batch
 
 
 # ------------------------------------------------------------------ DC status record

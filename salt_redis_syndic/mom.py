@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
-from .completeness import Announce, Overdue, ReleaseBarrier, Store
+from .completeness import Abandon, Announce, Overdue, ReleaseBarrier, Store
 from .config import Settings
 from .deadletter import DeadLetters
 from .envelope import Ack, JobEnvelope, Return, decode_batch, decode_status, encode_job, make_job
@@ -134,7 +134,7 @@ class Collector:
         self.counters = counters
         self.stop = stop
         self.keys = Keys(settings.namespace)
-        self.barrier: ReleaseBarrier[_HeldReturn] = ReleaseBarrier(settings.ack_wait)
+        self.barrier: ReleaseBarrier[_HeldReturn] = ReleaseBarrier(settings.ack_wait, hold_max=settings.hold_max)
         self.live_dcs: set[str] = set()
         self._next_status = 0.0
         self._next_prune = 0.0
@@ -211,6 +211,8 @@ class Collector:
             self.reject("batch", rej, raw)
             self._done(batch)
             return
+        for rej, raw_msg in decoded.rejected:
+            self.reject("message", rej, raw_msg)
         now = time.time()
         actions = []
         for msg in decoded.messages:
@@ -235,6 +237,14 @@ class Collector:
             elif isinstance(action, Store):
                 held: _HeldReturn = action.item
                 self.store(held.ret)
+                held.batch.remaining -= 1
+                if held.batch.remaining == 0:
+                    self._done(held.batch)
+            elif isinstance(action, Abandon):
+                held = action.item
+                self.reject("return", RejectedEntry("no_ack", f"DC {held.ret.dc} never acknowledged job {held.ret.jid} "
+                                                              f"within {self.barrier.hold_max:.0f}s; return of {held.ret.minion} not stored"),
+                            {"jid": held.ret.jid, "dc": held.ret.dc, "id": held.ret.minion})
                 held.batch.remaining -= 1
                 if held.batch.remaining == 0:
                     self._done(held.batch)

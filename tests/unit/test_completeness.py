@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from salt_redis_syndic.completeness import Announce, Overdue, ReleaseBarrier, Store
+from salt_redis_syndic.completeness import Abandon, Announce, Overdue, ReleaseBarrier, Store
 
 pytestmark = pytest.mark.unit
 
@@ -101,13 +101,24 @@ def test_late_ack_announces_immediately_then_stores_its_held_returns(barrier):
     assert barrier.add_return(JID, "west", "west-m3", LIVE, T0 + 9) == [Store("west-m3")]
 
 
-def test_returns_of_a_dc_whose_ack_never_came_stay_held(barrier):
+def test_returns_of_a_dc_whose_ack_never_came_stay_held_until_hold_max(barrier):
     barrier.ack(JID, "east", LIVE, T0)
     barrier.add_return(JID, "west", "west-m1", LIVE, T0)
     barrier.tick(T0 + 6)
-    for t in (T0 + 100, T0 + 1000, T0 + 10_000):
-        assert stores(barrier.tick(t)) == []
+    for t in (T0 + 100, T0 + barrier.hold_max - 1):
+        assert barrier.tick(t) == []
     assert barrier.held_count() == 1
+    abandoned = barrier.tick(T0 + barrier.hold_max + 1)
+    assert [a.item for a in abandoned if isinstance(a, Abandon)] == ["west-m1"]
+    assert not stores(abandoned) and barrier.held_count() == 0
+
+
+def test_a_late_ack_within_hold_max_still_stores(barrier):
+    barrier.ack(JID, "east", LIVE, T0)
+    barrier.add_return(JID, "west", "west-m1", LIVE, T0)
+    barrier.tick(T0 + 6)
+    actions = barrier.ack(JID, "west", LIVE, T0 + barrier.hold_max - 1)
+    assert announces(actions) == ["west"] and stores(actions) == ["west-m1"]
 
 
 def test_duplicate_ack_is_announced_once(barrier):
@@ -205,11 +216,12 @@ def test_forget_after_counts_from_last_activity(barrier):
     assert JID not in barrier._jobs
 
 
-def test_jobs_with_held_returns_are_never_forgotten(barrier):
+def test_jobs_with_held_returns_are_not_forgotten_before_hold_max():
+    barrier: ReleaseBarrier[str] = ReleaseBarrier(ack_wait=5.0, forget_after=1.0, hold_max=10_000.0)
     barrier.ack(JID, "east", LIVE, T0)
     barrier.add_return(JID, "west", "west-m1", LIVE, T0)
     barrier.tick(T0 + 6)
-    barrier.tick(T0 + 10_000)
+    barrier.tick(T0 + 9_000)
     assert JID in barrier._jobs and barrier.held_count() == 1
 
 
