@@ -1500,6 +1500,14 @@ def _demo(args: argparse.Namespace) -> int:
             if bad:
                 print(f"!! missing or failed: {', '.join(bad)}")
                 failed += [f"{cmd[1]}:{m}" for m in bad]
+        # What an operator looks at on the MoM: every DC's health, and one job per DC.
+        jid = lab.salt_run_json("jobs.list_jobs", "search_function=state.apply", timeout=args.cli_timeout)
+        for run in (["redis_syndic.status"], ["redis_syndic.job", max(jid) if jid else ""]):
+            result = lab.salt_run(*run, timeout=args.cli_timeout)
+            print(f"\n$ salt-run {' '.join(run)}   [rc {result.returncode}]")
+            print(result.stdout.rstrip())
+            if result.returncode != 0:
+                failed.append(run[0])
     except LabError as exc:
         print(f"lab error: {exc}", file=sys.stderr)
         failed.append("lab")
