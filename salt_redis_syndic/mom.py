@@ -136,6 +136,7 @@ class Collector:
         self.keys = Keys(settings.namespace)
         self.barrier: ReleaseBarrier[_HeldReturn] = ReleaseBarrier(settings.ack_wait, hold_max=settings.hold_max)
         self.live_dcs: set[str] = set()
+        self.known_dcs: set[str] = set()
         self._next_status = 0.0
         self._next_prune = 0.0
         self._rl = RateLimitedLog(log)
@@ -192,6 +193,7 @@ class Collector:
             log.warning("redis_syndic: DC %s stopped sending heartbeats (down)", dc)
             self.bus.fire({"dc": dc, "state": "down"}, f"redis_syndic/dc/{dc}/down")
         self.live_dcs = live
+        self.known_dcs = set(names)
 
     def drain_published(self) -> None:
         now = time.time()
@@ -202,6 +204,12 @@ class Collector:
                 return
             self.ledger.record_published(jid, expires_at)
             self.barrier.published(jid, self.live_dcs, now)
+            down = sorted(self.known_dcs - self.live_dcs)
+            if down:
+                # Named, not silently missing: the CLI will not wait for these DCs.
+                log.warning("redis_syndic: job %s published while DC(s) %s are down: their minions run it "
+                            "when they are back (within job_ttl); the CLI does not wait for them", jid, ", ".join(down))
+                self.bus.fire({"jid": jid, "dcs": down}, f"redis_syndic/job/{jid}/dc_down")
 
     def process(self, raw: bytes) -> None:
         batch = _Batch(raw)

@@ -336,3 +336,20 @@ def test_acks_recorded_before_a_restart_still_count(env):
     env.collector.process(batch("west", ack(dc="west", minions=("w1",))))
     env.collector.process(batch("east", ret("m1")))
     assert env.cache.stored() == [(JID, "m1")]
+
+
+def test_job_published_while_a_dc_is_down_names_that_dc(env):
+    env.collector.known_dcs = {"east", "west"}
+    env.collector.live_dcs = {"east"}
+    env.published.put((JID, time.time() + 900))
+    env.collector.drain_published()
+    assert f"redis_syndic/job/{JID}/dc_down" in env.bus.tags()
+    (event,) = [e[2] for e in env.rec.log if e[0] == "event" and e[1].endswith("/dc_down")]
+    assert event == {"jid": JID, "dcs": ["west"]}
+
+
+def test_job_published_with_every_dc_up_fires_no_dc_down(env):
+    env.collector.known_dcs = env.collector.live_dcs = {"east", "west"}
+    env.published.put((JID, time.time() + 900))
+    env.collector.drain_published()
+    assert not [t for t in env.bus.tags() if t.endswith("/dc_down")]
