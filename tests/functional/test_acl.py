@@ -1,0 +1,86 @@
+"""The documented ACL layout against a real redis-server: a DC's user cannot add a job.
+
+Every operation below is the library's own code path (JobStream, Shipper, DeadLetters,
+UplinkQueue) running as the restricted user, so the rules cover what the engines really send.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+
+from salt_redis_syndic.acl import dc_rules, mom_rules
+from salt_redis_syndic.config import load_settings
+from salt_redis_syndic.deadletter import DeadLetters
+from salt_redis_syndic.runtime import Counters
+from salt_redis_syndic.spool import Spool
+from salt_redis_syndic.transport.connection import make_client
+from salt_redis_syndic.transport.keys import Keys
+from salt_redis_syndic.transport.queue import UplinkQueue
+from salt_redis_syndic.transport.stream import JobStream
+from salt_redis_syndic.uplink import Shipper
+
+pytestmark = pytest.mark.functional
+NS = "redis_syndic"
+
+
+@pytest.fixture
+def acl_redis(redis_server):
+    admin = redis_server.client()
+    admin.execute_command("ACL", "SETUSER", "mom", "on", ">mom-secret", *mom_rules(NS, "mom"))
+    admin.execute_command("ACL", "SETUSER", "dc-east", "on", ">east-secret", *dc_rules(NS, "east", ["mom"]))
+    return redis_server
+
+
+def settings_for(server, user, password, role, tmp_path, **extra):
+    block = {"role": role, "redis_url": f"redis://{user}:{password}@127.0.0.1:{server.port}/0", **extra}
+    if role == "dc":
+        block.update(dc="east", trusted_keys=["-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n"])
+    opts = {"id": "mom" if role == "mom" else "east", "cachedir": str(tmp_path / role), "pki_dir": str(tmp_path / "pki")}
+    return load_settings(opts, block)
+
+
+def test_dc_user_reads_jobs_and_writes_its_uplink_but_cannot_add_jobs(acl_redis, tmp_path):
+    mom = settings_for(acl_redis, "mom", "mom-secret", "mom", tmp_path)
+    dc = settings_for(acl_redis, "dc-east", "east-secret", "dc", tmp_path)
+    keys = Keys(NS)
+    mom_client, dc_client = make_client(mom.redis), make_client(dc.redis)
+
+    # MoM appends a job; the DC reads it.
+    JobStream(mom_client, keys.jobs, 1000).append([{"b": b"body", "s": b"sig", "k": b"kid"}])
+    entries = JobStream(dc_client, keys.jobs, 1000).read("0-0", count=10, block_ms=None)
+    assert [fields[b"b"] for _, fields in entries] == [b"body"]
+
+    # The DC cannot add, trim or delete jobs.
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        JobStream(dc_client, keys.jobs, 1000).append([{"b": b"evil", "s": b"x", "k": b"y"}])
+    for command in (("XTRIM", keys.jobs, "MAXLEN", "0"), ("DEL", keys.jobs)):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            dc_client.execute_command(*command)
+    # ...nor write another DC's status, nor read the MoM's uplink.
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        dc_client.set(keys.status("west"), b"forged")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        dc_client.lrange(keys.uplink("mom"), 0, -1)
+
+    # The DC ships its spool and heartbeat with the library's own code.
+    spool = Spool(str(tmp_path / "spool"))
+    spool.append([{"t": "ack", "jid": "20261127000000000001", "dc": "east", "status": "published",
+                   "minions": ["m1"], "missing": [], "reason": "", "mom": "mom"}])
+    shipper = Shipper(dc, spool, cache=None, counters=Counters(), stop=threading.Event(), wake=threading.Event(),
+                      cursor=lambda: entries[-1][0], minion_count=lambda: 1, version="test")
+    assert shipper.ship_once(dc_client) == 1
+    shipper.heartbeat(dc_client)
+    DeadLetters(str(tmp_path / "dl"), keys.deadletter, 10, lambda: dc_client).add("dc:east", "1-0", "malformed", "", b"x")
+
+    # The MoM drains the uplink and reads the status with its own user.
+    queue = UplinkQueue(mom_client, keys.uplink("mom"), keys.inflight("mom"))
+    items = queue.take(10, 0.1)
+    assert len(items) == 1
+    queue.done(items)
+    assert queue.inflight() == []
+    assert mom_client.smembers(keys.dcs) == {b"east"}
+    assert mom_client.get(keys.status("east")) is not None
+    assert acl_redis.client().llen(keys.deadletter) == 1
