@@ -147,8 +147,16 @@ def _url(block: Mapping[str, Any], key: str, required: bool) -> str | None:
     if not isinstance(value, str):
         raise ConfigError(key, "must be a string URL")
     scheme = value.split("://", 1)[0] if "://" in value else ""
-    if scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(key, f"must start with redis://, rediss:// or unix:// (got {redact_url(value)!r})")
+    if scheme not in ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel"):
+        raise ConfigError(key, "must start with redis://, rediss://, unix://, redis+sentinel:// or "
+                               f"rediss+sentinel:// (got {redact_url(value)!r})")
+    if scheme.endswith("+sentinel"):
+        from .transport.sentinel import SentinelURLError, parse_sentinel_url
+
+        try:
+            parse_sentinel_url(value)
+        except SentinelURLError as err:
+            raise ConfigError(key, str(err)) from None
     return value
 
 

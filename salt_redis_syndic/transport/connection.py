@@ -12,9 +12,11 @@ from typing import Any
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from ..config import RedisSettings
 from ..errors import TransportError
+from .sentinel import parse_sentinel_url
 
 # Errors that mean "Redis is away or the link is broken": retry later, spool meanwhile.
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError, OSError)
@@ -35,7 +37,7 @@ def make_client(settings: RedisSettings, extra_timeout: float = 0.0) -> redis.Re
         kwargs["username"] = settings.username
     if settings.password:
         kwargs["password"] = settings.password
-    if settings.url.startswith("rediss://"):
+    if settings.url.startswith(("rediss://", "rediss+sentinel://")):
         kwargs["ssl_check_hostname"] = settings.ssl_check_hostname
         if settings.ssl_ca_certs:
             kwargs["ssl_ca_certs"] = settings.ssl_ca_certs
@@ -44,9 +46,28 @@ def make_client(settings: RedisSettings, extra_timeout: float = 0.0) -> redis.Re
         if settings.ssl_keyfile:
             kwargs["ssl_keyfile"] = settings.ssl_keyfile
     try:
+        if "+sentinel://" in settings.url:
+            return _sentinel_client(settings, kwargs)
         return redis.Redis.from_url(settings.url, **kwargs)
     except (ValueError, redis.RedisError) as err:
         raise TransportError(f"cannot build a client for {settings.safe_url}: {err.__class__.__name__}") from None
+
+
+def _sentinel_client(settings: RedisSettings, kwargs: dict[str, Any]) -> redis.Redis:
+    """A client for the primary that the Sentinels name now (re-asked on every reconnect)."""
+    target = parse_sentinel_url(settings.url)
+    kwargs = dict(kwargs)
+    if target.username and "username" not in kwargs:
+        kwargs["username"] = target.username
+    if target.password and "password" not in kwargs:
+        kwargs["password"] = target.password
+    if target.tls:
+        kwargs["ssl"] = True
+    sentinel_kwargs = {k: v for k, v in kwargs.items()
+                       if k in ("socket_timeout", "socket_connect_timeout", "ssl", "ssl_ca_certs",
+                                "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")}
+    sentinel = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs, **kwargs)
+    return sentinel.master_for(target.service, redis_class=redis.Redis, db=target.db, **kwargs)
 
 
 def describe_error(err: BaseException) -> str:

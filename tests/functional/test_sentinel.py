@@ -1,0 +1,99 @@
+"""Redis Sentinel: the engines' client follows a failover by itself (real redis-servers).
+
+Topology made here: a primary, a replica of it and one Sentinel (quorum 1, 1 s down-after).
+The client is built from a ``redis+sentinel://`` URL by ``make_client``, exactly as the
+engines build theirs.  Killing the primary must not stop the job stream for long, and what
+was replicated before the kill stays readable after it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from salt_redis_syndic.config import ConfigError, load_settings
+from salt_redis_syndic.lab import find_script, free_tcp_port
+from salt_redis_syndic.transport.connection import TRANSIENT, make_client
+from salt_redis_syndic.transport.sentinel import parse_sentinel_url
+from salt_redis_syndic.transport.stream import JobStream
+
+pytestmark = pytest.mark.functional
+
+
+@pytest.fixture
+def sentinel_setup(redis_server_factory, tmp_path: Path):
+    primary = redis_server_factory()
+    replica = redis_server_factory(extra_args=("--replicaof", "127.0.0.1", str(primary.port)))
+    port = free_tcp_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor lab 127.0.0.1 {primary.port} 1\n"
+        "sentinel down-after-milliseconds lab 1000\n"
+        "sentinel failover-timeout lab 5000\n"
+    )
+    proc = subprocess.Popen([find_script("redis-server"), str(conf), "--sentinel"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        sentinel = redis.Redis(port=port, socket_timeout=1)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                info = sentinel.execute_command("SENTINEL", "REPLICAS", "lab")
+                if info and primary.client().info("replication")["connected_slaves"] >= 1:
+                    break
+            except redis.RedisError:
+                pass
+            time.sleep(0.2)
+        else:
+            pytest.fail("sentinel never saw the replica")
+        yield primary, replica, port
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def settings(url: str, tmp_path: Path):
+    return load_settings({"id": "mom", "cachedir": str(tmp_path), "pki_dir": str(tmp_path)},
+                         {"role": "mom", "redis_url": url, "socket_timeout": 1, "connect_timeout": 1})
+
+
+def test_sentinel_url_parsing_and_validation(tmp_path):
+    target = parse_sentinel_url("redis+sentinel://app:s%40cret@10.0.0.1:26379,[::1]:26380/mymaster/3")
+    assert target.hosts == (("10.0.0.1", 26379), ("::1", 26380))
+    assert (target.service, target.db, target.username, target.password) == ("mymaster", 3, "app", "s@cret")
+    assert "s@cret" not in repr(target)
+    for bad in ("redis+sentinel://h:1", "redis+sentinel:///svc", "redis+sentinel://h:x/svc", "redis+sentinel://h:1/svc/x"):
+        with pytest.raises(ConfigError) as err:
+            settings(bad, tmp_path)
+        assert err.value.option == "redis_url"
+
+
+def test_client_follows_a_failover(sentinel_setup, tmp_path):
+    primary, replica, sentinel_port = sentinel_setup
+    client = make_client(settings(f"redis+sentinel://127.0.0.1:{sentinel_port}/lab/0", tmp_path).redis)
+    stream = JobStream(client, "redis_syndic:jobs", 1000)
+    stream.append([{"b": b"before", "s": b"s", "k": b"k"}])
+    assert primary.client().xlen("redis_syndic:jobs") == 1  # it really wrote to the primary
+    deadline = time.monotonic() + 10
+    while replica.client().xlen("redis_syndic:jobs") != 1:  # replicated before the crash
+        assert time.monotonic() < deadline, "replica never caught up"
+        time.sleep(0.05)
+    primary.kill()
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            stream.append([{"b": b"after", "s": b"s", "k": b"k"}])
+            break
+        except (*TRANSIENT, redis.exceptions.ReadOnlyError):
+            if time.monotonic() > deadline:
+                pytest.fail("the client did not reach the promoted replica within 30 s")
+            time.sleep(0.3)
+    bodies = [fields[b"b"] for _, fields in stream.read("0-0", 10, None)]
+    assert bodies == [b"before", b"after"]
+    assert replica.client().info("replication")["role"] == "master"
