@@ -7,6 +7,7 @@ produces one clear :class:`ConfigError` naming the option, never a traceback loo
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -20,11 +21,13 @@ KNOWN_OPTIONS = frozenset(
     socket_timeout connect_timeout health_check_interval ssl_ca_certs ssl_certfile ssl_keyfile
     ssl_check_hostname job_ttl clock_skew stream_maxlen block_ms heartbeat_interval dc_timeout
     ack_wait hold_max publish_timeout batch_max_messages batch_max_bytes spool_poll_interval state_dir
-    spool_dir signing_key trusted_keys max_entry_bytes deadletter_max""".split()
+    spool_dir signing_key trusted_keys max_entry_bytes deadletter_max spool_warn_depth metrics_port
+    metrics_address""".split()
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _NS_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _USER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
 
 
 def redact_url(url: str | None) -> str | None:
@@ -98,6 +101,9 @@ class Settings:
     trusted_keys: tuple[str, ...] = ()
     max_entry_bytes: int = 64 * 1024 * 1024
     deadletter_max: int = 10_000
+    spool_warn_depth: int = 1000
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"
 
     @property
     def is_mom(self) -> bool:
@@ -190,6 +196,27 @@ def _keys(block: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _metrics_port(block: Mapping[str, Any]) -> int | None:
+    value = block.get("metrics_port")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ConfigError("metrics_port", f"must be a TCP port number 1-65535 (or unset to turn metrics off), got {value!r}")
+    return value
+
+
+def _metrics_address(block: Mapping[str, Any]) -> str:
+    value = block.get("metrics_address", "127.0.0.1")
+    if isinstance(value, str):
+        try:
+            ipaddress.ip_address(value)
+            return value
+        except ValueError:
+            if _HOST_RE.match(value):
+                return value
+    raise ConfigError("metrics_address", f"must be an IP address or host name to listen on, got {value!r}")
+
+
 def load_settings(opts: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Settings:
     """Build :class:`Settings` from master ``opts`` and optional engine kwargs.
 
@@ -248,5 +275,8 @@ def load_settings(opts: Mapping[str, Any], overrides: Mapping[str, Any] | None =
         trusted_keys=trusted,
         max_entry_bytes=_int(block, "max_entry_bytes", 64 * 1024 * 1024, 1024),
         deadletter_max=_int(block, "deadletter_max", 10_000, 1),
+        spool_warn_depth=_int(block, "spool_warn_depth", 1000, 1),
+        metrics_port=_metrics_port(block),
+        metrics_address=_metrics_address(block),
     )
     return settings

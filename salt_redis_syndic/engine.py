@@ -17,7 +17,8 @@ from . import __version__
 from .config import Settings, load_settings
 from .deadletter import DeadLetters
 from .errors import ConfigError
-from .runtime import Counters, run_threads
+from .metrics import serve as serve_metrics
+from .runtime import Counters, Gauges, run_threads
 from .transport.connection import make_client
 from .transport.keys import Keys
 
@@ -26,9 +27,10 @@ log = logging.getLogger(__name__)
 
 def start(opts: Mapping[str, Any], kwargs: Mapping[str, Any] | None = None, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
+    counters, gauges = Counters(), Gauges()
     try:
         settings = load_settings(opts, kwargs)
-        targets = build(settings, opts, stop)
+        targets = build(settings, opts, stop, counters, gauges)
     except ConfigError as err:
         log.error("%s. The redis_syndic engine is idle until this is fixed and salt-master is restarted.", err)
         while not stop.is_set():
@@ -36,7 +38,12 @@ def start(opts: Mapping[str, Any], kwargs: Mapping[str, Any] | None = None, stop
         return
     log.info("redis_syndic: engine starting as %s%s (master id %s, redis %s)", settings.role,
              f" for DC {settings.dc}" if settings.dc else "", settings.master_id, settings.redis.safe_url)
-    run_threads(targets, stop, log)
+    server = serve_metrics(settings, lambda: (counters.snapshot(), gauges.snapshot()), __version__)
+    try:
+        run_threads(targets, stop, log)
+    finally:
+        if server is not None:
+            server.close()
 
 
 def _deadletters(settings: Settings) -> DeadLetters:
@@ -52,11 +59,31 @@ def _deadletters(settings: Settings) -> DeadLetters:
                        settings.deadletter_max, get_client)
 
 
-def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event) -> dict[str, Any]:
-    """The role's loops, keyed by name.  Raises :class:`ConfigError` for unusable keys."""
+class _LazyBus:
+    """The local bus, opened at the first event (the uplink loop starts before the master is up)."""
+
+    def __init__(self, opts: Mapping[str, Any]) -> None:
+        self.opts = opts
+        self._bus: Any = None
+
+    def fire(self, data: Mapping[str, Any], tag: str) -> bool:
+        from . import salt_adapter
+
+        if self._bus is None:
+            self._bus = salt_adapter.MasterBus(self.opts, listen=False)
+        return self._bus.fire(data, tag)
+
+
+def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event,
+          counters: Counters | None = None, gauges: Gauges | None = None) -> dict[str, Any]:
+    """The role's loops, keyed by name.  Raises :class:`ConfigError` for unusable keys.
+
+    ``counters`` and ``gauges`` are what the loops report into (status record, metrics).
+    """
     from . import salt_adapter
 
-    counters = Counters()
+    counters = counters if counters is not None else Counters()
+    gauges = gauges if gauges is not None else Gauges()
     if settings.is_mom:
         from .ledger import MomLedger
         from .mom import Collector, JobPublisher, ledger_path
@@ -71,7 +98,8 @@ def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event) ->
 
         def collect_loop() -> None:
             Collector(settings, salt_adapter.MasterBus(opts, listen=False), salt_adapter.JobCache(opts),
-                      MomLedger(ledger_path(settings)), published, _deadletters(settings), counters, stop).run()
+                      MomLedger(ledger_path(settings)), published, _deadletters(settings), counters, stop,
+                      gauges=gauges).run()
 
         return {"publish": publish_loop, "collect": collect_loop}
 
@@ -98,6 +126,7 @@ def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event) ->
     def uplink_loop() -> None:
         Shipper(settings, spool, salt_adapter.JobCache(opts), counters, stop, wake,
                 cursor=lambda: consumer_ref["c"].cursor if "c" in consumer_ref else ledger.cursor(),
-                minion_count=lambda: salt_adapter.accepted_minion_count(opts), version=__version__).run()
+                minion_count=lambda: salt_adapter.accepted_minion_count(opts), version=__version__,
+                gauges=gauges, bus=_LazyBus(opts)).run()
 
     return {"jobs": jobs_loop, "uplink": uplink_loop}

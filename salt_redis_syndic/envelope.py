@@ -302,6 +302,8 @@ class DcStatus:
     version: str
     master_id: str
     counters: dict[str, int] = field(default_factory=dict)
+    spool_warn_depth: int = 0  # 0: unknown (a DC older than this field)
+    spool_growing: bool = False
 
     def encode(self) -> bytes:
         return pack({"v": VERSION, "kind": "status", **self.__dict__})
@@ -323,4 +325,6 @@ def decode_status(data: bytes, max_bytes: int = 1024 * 1024) -> DcStatus:
         version=_str(doc, "version"),
         master_id=_str(doc, "master_id"),
         counters={str(k): int(v) for k, v in counters.items() if isinstance(v, (int, float))},
+        spool_warn_depth=int(_num(doc, "spool_warn_depth")) if "spool_warn_depth" in doc else 0,
+        spool_growing=doc.get("spool_growing") is True,
     )

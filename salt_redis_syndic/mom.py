@@ -24,10 +24,10 @@ from typing import Any, Mapping, Protocol
 from .completeness import Abandon, Announce, Overdue, ReleaseBarrier, Store
 from .config import Settings
 from .deadletter import DeadLetters
-from .envelope import Ack, JobEnvelope, Return, decode_batch, decode_status, encode_job, make_job
+from .envelope import Ack, DcStatus, JobEnvelope, Return, decode_batch, decode_status, encode_job, make_job
 from .errors import RejectedEntry
 from .ledger import MomLedger
-from .runtime import Backoff, Counters, RateLimitedLog
+from .runtime import Backoff, Counters, Gauges, RateLimitedLog
 from .signing import Signer
 from .transport.connection import TRANSIENT, describe_error, make_client
 from .transport.keys import Keys
@@ -91,6 +91,7 @@ class JobPublisher:
             try:
                 stream.append([encode_job(job, self.signer) for job in pending])
             except TRANSIENT as err:
+                self.counters.inc("reconnects")
                 self._rl.log(logging.WARNING, "xadd",
                              "redis_syndic: cannot append %d job(s) to the stream at %s (%s); retrying",
                              len(pending), self.settings.redis.safe_url, describe_error(err))
@@ -124,7 +125,7 @@ class Collector:
 
     def __init__(self, settings: Settings, bus: Bus, cache: Cache, ledger: MomLedger,
                  published: "queue.Queue[tuple[str, float]]", deadletters: DeadLetters,
-                 counters: Counters, stop: threading.Event) -> None:
+                 counters: Counters, stop: threading.Event, gauges: Gauges | None = None) -> None:
         self.settings = settings
         self.bus = bus
         self.cache = cache
@@ -135,8 +136,10 @@ class Collector:
         self.stop = stop
         self.keys = Keys(settings.namespace)
         self.barrier: ReleaseBarrier[_HeldReturn] = ReleaseBarrier(settings.ack_wait, hold_max=settings.hold_max)
+        self.gauges = gauges or Gauges()
         self.live_dcs: set[str] = set()
         self.known_dcs: set[str] = set()
+        self.spool_growing: set[str] = set()
         self._next_status = 0.0
         self._next_prune = 0.0
         self._rl = RateLimitedLog(log)
@@ -164,18 +167,21 @@ class Collector:
                 self.prune()
                 backoff.reset()
             except TRANSIENT as err:
+                self.counters.inc("reconnects")
                 self._rl.log(logging.WARNING, "collect", "redis_syndic: cannot read the uplink at %s (%s); retrying",
                              self.settings.redis.safe_url, describe_error(err))
                 self.stop.wait(backoff.next())
 
     # -- inputs ----------------------------------------------------------------------------
     def refresh_live_dcs(self, client: Any) -> None:
+        """Read every DC's status record (at most once a second): liveness, spool alarms, gauges."""
         now = time.time()
         if now < self._next_status:
             return
         self._next_status = now + min(1.0, self.settings.heartbeat_interval)
         names = sorted(n.decode() if isinstance(n, bytes) else n for n in client.smembers(self.keys.dcs))
         raws = client.mget([self.keys.status(n) for n in names]) if names else []
+        self.gauges.set("uplink_backlog", client.llen(self.keys.uplink(self.settings.master_id)))
         live = set()
         for name, raw in zip(names, raws):
             if raw is None:
@@ -184,8 +190,13 @@ class Collector:
                 status = decode_status(raw)
             except RejectedEntry:
                 continue
-            if now - status.last_seen <= self.settings.dc_timeout:
+            age = max(0.0, now - status.last_seen)
+            alive = age <= self.settings.dc_timeout
+            self.gauges.set("dc_alive", 1 if alive else 0, dc=name)
+            self.gauges.set("dc_last_seen_seconds", round(age, 3), dc=name)
+            if alive:
                 live.add(name)
+                self.watch_spool(name, status)
         for dc in sorted(live - self.live_dcs):
             log.info("redis_syndic: DC %s is up", dc)
             self.bus.fire({"dc": dc, "state": "up"}, f"redis_syndic/dc/{dc}/up")
@@ -194,6 +205,22 @@ class Collector:
             self.bus.fire({"dc": dc, "state": "down"}, f"redis_syndic/dc/{dc}/down")
         self.live_dcs = live
         self.known_dcs = set(names)
+        self.gauges.set("live_dcs", len(live))
+        self.gauges.set("held_returns", self.barrier.held_count())
+
+    def watch_spool(self, dc: str, status: DcStatus) -> None:
+        """``redis_syndic/dc/<dc>/spool_growing`` once a DC's spool reaches its threshold, ``.../spool_drained`` at 0."""
+        growing = status.spool_growing or 0 < status.spool_warn_depth <= status.spool_depth
+        if growing and dc not in self.spool_growing:
+            self.spool_growing.add(dc)
+            log.warning("redis_syndic: DC %s spool holds %d file(s) (threshold %d): its returns are delayed",
+                        dc, status.spool_depth, status.spool_warn_depth)
+            self.bus.fire({"dc": dc, "spool_depth": status.spool_depth, "spool_warn_depth": status.spool_warn_depth},
+                          f"redis_syndic/dc/{dc}/spool_growing")
+        elif dc in self.spool_growing and not status.spool_growing and status.spool_depth == 0:
+            self.spool_growing.discard(dc)
+            log.info("redis_syndic: DC %s spool drained", dc)
+            self.bus.fire({"dc": dc, "spool_depth": 0}, f"redis_syndic/dc/{dc}/spool_drained")
 
     def drain_published(self) -> None:
         now = time.time()

@@ -1,4 +1,4 @@
-"""Loop plumbing shared by the engine roles: backoff, rate-limited logging, counters, threads."""
+"""Loop plumbing shared by the engine roles: backoff, rate-limited logging, counters, gauges, threads."""
 
 from __future__ import annotations
 
@@ -65,6 +65,41 @@ class Counters:
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self._c)
+
+
+GaugeKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+class Gauges:
+    """Thread-safe current values (spool depth, lag, live DCs...) set by the loops that know them.
+
+    A gauge may carry extra labels (``gauges.set("dc_alive", 1, dc="east")`` on the MoM);
+    :meth:`remove` forgets a labelled value that no longer exists.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._g: dict[GaugeKey, float] = {}
+
+    @staticmethod
+    def _key(name: str, labels: dict[str, str]) -> GaugeKey:
+        return name, tuple(sorted((k, str(v)) for k, v in labels.items()))
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        with self._lock:
+            self._g[self._key(name, labels)] = float(value)
+
+    def remove(self, name: str, **labels: str) -> None:
+        with self._lock:
+            self._g.pop(self._key(name, labels), None)
+
+    def get(self, name: str, default: float | None = None, **labels: str) -> float | None:
+        with self._lock:
+            return self._g.get(self._key(name, labels), default)
+
+    def snapshot(self) -> dict[GaugeKey, float]:
+        with self._lock:
+            return dict(self._g)
 
 
 def run_threads(targets: dict[str, Callable[[], None]], stop: threading.Event, log: logging.Logger) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 from .config import Settings
@@ -14,8 +15,17 @@ from .transport.connection import make_client
 from .transport.keys import Keys
 
 
+# Counters of the DC status record shown as named fields of ``redis_syndic.status``.
+STATUS_COUNTERS = ("jobs_published", "jobs_expired", "jobs_rejected", "jobs_duplicate", "jobs_failed",
+                   "returns_forwarded", "reconnects")
+
+
 def dc_status(settings: Settings, now: float | None = None) -> dict[str, dict[str, Any]]:
-    """One row per DC that ever sent a heartbeat: alive or not, with its age and figures."""
+    """One row per DC that ever sent a heartbeat: alive or not, with its age and figures.
+
+    ``uplink_backlog`` is the MoM's uplink list (batches of every DC not yet collected);
+    ``spool_depth`` is the DC's own backlog on disk.
+    """
     now = time.time() if now is None else now
     client = make_client(settings.redis)
     keys = Keys(settings.namespace)
@@ -31,18 +41,23 @@ def dc_status(settings: Settings, now: float | None = None) -> dict[str, dict[st
         except RejectedEntry as rej:
             out[name] = {"alive": False, "error": str(rej)}
             continue
-        age = round(now - st.last_seen, 1)
-        out[name] = {
+        age = round(max(0.0, now - st.last_seen), 1)
+        row: dict[str, Any] = {
             "alive": age <= settings.dc_timeout,
+            "last_seen": datetime.fromtimestamp(st.last_seen, timezone.utc).isoformat(timespec="seconds"),
             "last_seen_seconds_ago": age,
-            "stream_lag_seconds": st.lag_seconds,
+            "stream_lag_seconds": round(st.lag_seconds, 3),
+            "uplink_backlog": backlog,
             "spool_depth": st.spool_depth,
+            "spool_growing": st.spool_growing,
             "minion_count": st.minion_count,
             "version": st.version,
             "master_id": st.master_id,
-            "uplink_backlog": backlog,
-            "counters": st.counters,
         }
+        row.update({name_: st.counters.get(name_, 0) for name_ in STATUS_COUNTERS})
+        row["rejected_by_reason"] = {k[len("rejected_"):]: v for k, v in sorted(st.counters.items())
+                                     if k.startswith("rejected_")}
+        out[name] = row
     return out
 
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from .config import Settings
 from .envelope import DcStatus, encode_batch, is_trimmed
-from .runtime import Backoff, Counters, RateLimitedLog
+from .runtime import Backoff, Counters, Gauges, RateLimitedLog
 from .spool import Spool, SpoolFile
 from .transport.connection import TRANSIENT, describe_error, make_client
 from .transport.keys import Keys
@@ -58,12 +58,44 @@ class ReturnLookup(Protocol):
     def get_return(self, jid: str, minion: str) -> dict[str, Any] | None: ...
 
 
+class Bus(Protocol):
+    def fire(self, data: Mapping[str, Any], tag: str) -> bool: ...
+
+
+class SpoolWatch:
+    """Spool depth samples -> ``growing`` / ``drained`` transitions for operators.
+
+    ``growing`` when the depth reaches ``threshold`` (at most once per ``interval``: a spool
+    that keeps filling and draining does not flood the bus), then ``drained`` once it is
+    back to 0.  In between the spool counts as growing whatever its depth.
+    """
+
+    def __init__(self, threshold: int, interval: float = 60.0) -> None:
+        self.threshold = threshold
+        self.interval = interval
+        self.growing = False
+        self._last_growing = float("-inf")
+
+    def observe(self, depth: int, now: float) -> str | None:
+        if self.growing:
+            if depth == 0:
+                self.growing = False
+                return "drained"
+            return None
+        if depth >= self.threshold and now - self._last_growing >= self.interval:
+            self.growing = True
+            self._last_growing = now
+            return "growing"
+        return None
+
+
 class Shipper:
     """The ``uplink`` loop of a DC engine: spool -> Redis, plus the heartbeat."""
 
     def __init__(self, settings: Settings, spool: Spool, cache: ReturnLookup, counters: Counters,
                  stop: threading.Event, wake: threading.Event, cursor: Callable[[], str],
-                 minion_count: Callable[[], int], version: str) -> None:
+                 minion_count: Callable[[], int], version: str, gauges: Gauges | None = None,
+                 bus: Bus | None = None) -> None:
         assert settings.dc is not None
         self.settings = settings
         self.dc = settings.dc
@@ -76,13 +108,18 @@ class Shipper:
         self.minion_count = minion_count
         self.version = version
         self.keys = Keys(settings.namespace)
+        self.gauges = gauges or Gauges()
+        self.bus = bus
+        self.spool_watch = SpoolWatch(settings.spool_warn_depth)
         self._rl = RateLimitedLog(log)
         self._next_heartbeat = 0.0
+        self._next_watch = 0.0
 
     def run(self) -> None:
         client = make_client(self.settings.redis)
         backoff = Backoff(base=0.2, cap=5.0)
         while not self.stop.is_set():
+            self.watch_spool()  # also (above all) while Redis is unreachable
             try:
                 shipped = self.ship_once(client)
                 self.heartbeat(client)
@@ -153,6 +190,35 @@ class Shipper:
             del msg["trimmed"]
         return True
 
+    def watch_spool(self, force: bool = False) -> int | None:
+        """Every heartbeat interval: spool depth gauge, and the growing/drained events."""
+        now = time.monotonic()
+        if now < self._next_watch and not force:
+            return None
+        self._next_watch = now + self.settings.heartbeat_interval
+        depth = self.spool.depth()
+        self.gauges.set("spool_depth", depth)
+        change = self.spool_watch.observe(depth, now)
+        self.gauges.set("spool_growing", 1 if self.spool_watch.growing else 0)
+        if change == "growing":
+            log.warning("redis_syndic: DC %s spool holds %d file(s) (spool_warn_depth %d): acks and returns are not "
+                        "reaching Redis at %s fast enough; they are kept on disk and sent when it is reachable",
+                        self.dc, depth, self.settings.spool_warn_depth, self.settings.redis.safe_url)
+        elif change == "drained":
+            log.warning("redis_syndic: DC %s spool drained: everything spooled reached Redis", self.dc)
+        if change is not None:
+            self._fire({"dc": self.dc, "spool_depth": depth, "spool_warn_depth": self.settings.spool_warn_depth},
+                       f"redis_syndic/spool/{self.dc}/{change}")
+        return depth
+
+    def _fire(self, data: Mapping[str, Any], tag: str) -> None:
+        if self.bus is None:
+            return
+        try:
+            self.bus.fire(data, tag)
+        except Exception as err:  # an operator event must never stop the uplink
+            self._rl.log(logging.WARNING, "fire", "redis_syndic: cannot fire %s on the local bus (%s)", tag, err)
+
     def heartbeat(self, client: Any) -> None:
         now = time.time()
         if now < self._next_heartbeat:
@@ -162,9 +228,14 @@ class Shipper:
         last = stream.last_id()
         cursor = self.cursor() or "0-0"
         lag = max(0.0, (id_millis(last) - id_millis(cursor)) / 1000.0)
+        depth = self.spool.depth()
+        minions = self.minion_count()
+        self.gauges.set("stream_lag_seconds", lag)
+        self.gauges.set("minion_count", minions)
         status = DcStatus(dc=self.dc, last_seen=now, cursor=cursor, stream_last_id=last, lag_seconds=lag,
-                          spool_depth=self.spool.depth(), minion_count=self.minion_count(), version=self.version,
-                          master_id=self.settings.master_id, counters=self.counters.snapshot())
+                          spool_depth=depth, minion_count=minions, version=self.version,
+                          master_id=self.settings.master_id, counters=self.counters.snapshot(),
+                          spool_warn_depth=self.settings.spool_warn_depth, spool_growing=self.spool_watch.growing)
         pipe = client.pipeline(transaction=False)
         pipe.set(self.keys.status(self.dc), status.encode())
         pipe.sadd(self.keys.dcs, self.dc)
