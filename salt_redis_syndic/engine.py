@@ -104,13 +104,13 @@ def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event,
         return {"publish": publish_loop, "collect": collect_loop}
 
     from .dc import JobConsumer
-    from .ledger import DcLedger
+    from .ledger import DcLedger, ledger_file
     from .signing import Verifier
     from .spool import Spool
     from .uplink import Shipper
 
     Verifier(settings.trusted_keys)  # fail fast, once, on unreadable keys
-    ledger = DcLedger(os.path.join(settings.state_dir, "dc.sqlite"))
+    ledger = DcLedger(ledger_file(settings.state_dir, "dc"))
     spool = Spool(settings.spool_dir)
     wake = threading.Event()
     consumer_ref: dict[str, JobConsumer] = {}

@@ -16,6 +16,11 @@ import time
 from dataclasses import dataclass
 
 
+def ledger_file(state_dir: str, role: str) -> str:
+    """Where a role's ledger lives (``dc.sqlite`` / ``mom.sqlite`` in the state dir)."""
+    return os.path.join(state_dir, f"{role}.sqlite")
+
+
 def _connect(path: str) -> sqlite3.Connection:
     os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -77,6 +82,11 @@ class DcLedger:
                 "UPDATE jobs SET status=?, minions=?, updated_at=? WHERE jid=?",
                 (status, json.dumps(minions or []), time.time(), jid),
             )
+
+    def origin_of(self, jid: str) -> str | None:
+        """The MoM a bridged jid came from (None: not a bridged job)."""
+        row = self._db.execute("SELECT origin FROM jobs WHERE jid=?", (jid,)).fetchone()
+        return row[0] if row else None
 
     def get(self, jid: str) -> JobRecord | None:
         row = self._db.execute("SELECT jid, status, minions, updated_at FROM jobs WHERE jid=?", (jid,)).fetchone()

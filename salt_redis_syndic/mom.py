@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import re
 import threading
@@ -26,7 +25,7 @@ from .config import Settings
 from .deadletter import DeadLetters
 from .envelope import Ack, DcStatus, JobEnvelope, Return, decode_batch, decode_status, encode_job, make_job
 from .errors import RejectedEntry
-from .ledger import MomLedger
+from .ledger import MomLedger, ledger_file
 from .runtime import Backoff, Counters, Gauges, RateLimitedLog
 from .signing import Signer
 from .transport.connection import TRANSIENT, describe_error, make_client
@@ -344,4 +343,4 @@ class Collector:
 
 
 def ledger_path(settings: Settings) -> str:
-    return os.path.join(settings.state_dir, "mom.sqlite")
+    return ledger_file(settings.state_dir, "mom")

@@ -7,31 +7,33 @@ from typing import Any, Iterable, Mapping
 
 from .config import Settings, load_settings
 from .errors import ConfigError, SpoolError
+from .ledger import DcLedger, ledger_file
 from .runtime import RateLimitedLog
 from .spool import Spool
 from .uplink import returns_to_spool
 
 log = logging.getLogger(__name__)
 _rl = RateLimitedLog(log, interval=60.0)
-_cache: dict[int, tuple[Settings, Spool]] = {}
+_cache: dict[int, tuple[Settings, Spool, DcLedger]] = {}
 
 
-def _setup(opts: Mapping[str, Any]) -> tuple[Settings, Spool]:
+def _setup(opts: Mapping[str, Any]) -> tuple[Settings, Spool, DcLedger]:
     key = id(opts)
     if key not in _cache:
         settings = load_settings(opts)
         if settings.role != "dc":
             raise ConfigError("role", "the redis_syndic returner belongs on a DC master (role: dc)")
         _cache.clear()
-        _cache[key] = (settings, Spool(settings.spool_dir))
+        # The DC engine's ledger (SQLite, WAL) says which jids are bridged and from which MoM.
+        _cache[key] = (settings, Spool(settings.spool_dir), DcLedger(ledger_file(settings.state_dir, "dc")))
     return _cache[key]
 
 
 def event_return(events: Iterable[Mapping[str, Any]], opts: Mapping[str, Any]) -> None:
     """Spool bridged returns.  Never raises: EventReturn drops the whole batch if we do."""
     try:
-        settings, spool = _setup(opts)
-        messages = returns_to_spool(events, settings)
+        settings, spool, ledger = _setup(opts)
+        messages = returns_to_spool(events, settings, ledger.origin_of)
         if messages:
             spool.append(messages)
     except ConfigError as err:

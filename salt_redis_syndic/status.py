@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from .config import Settings
 from .envelope import decode_status
 from .errors import RejectedEntry
-from .ledger import MomLedger
+from .ledger import MomLedger, ledger_file
 from .transport.connection import make_client
 from .transport.keys import Keys
 
@@ -63,7 +62,7 @@ def dc_status(settings: Settings, now: float | None = None) -> dict[str, dict[st
 
 def job_report(settings: Settings, jid: str) -> dict[str, Any]:
     """Per DC: acknowledged or not, targeted minions, returned, missing."""
-    ledger = MomLedger(os.path.join(settings.state_dir, "mom.sqlite"))
+    ledger = MomLedger(ledger_file(settings.state_dir, "mom"))
     try:
         acks = ledger.acks(jid)
         stored = ledger.stored(jid)

@@ -29,11 +29,14 @@ RET_TAG = re.compile(r"^salt/job/(\d{20}[0-9A-Za-z_]*)/ret/([^/]+)$")
 TRIMMED_WAIT = 30.0  # seconds to wait for the job cache to hold a return trimmed on the bus
 
 
-def returns_to_spool(events: Iterable[Mapping[str, Any]], settings: Settings) -> list[dict[str, Any]]:
+def returns_to_spool(events: Iterable[Mapping[str, Any]], settings: Settings,
+                     origin_of: Callable[[str], str | None] = lambda jid: None) -> list[dict[str, Any]]:
     """Uplink messages for the returns of bridged jobs among EventReturn ``events``.
 
-    A return belongs to a bridged job when its load carries the ``master_id`` of another
-    master: the DC engine published it with the MoM's id (Salt's loop guard).
+    A return belongs to a bridged job when the DC ledger knows its jid (``origin_of`` names
+    the MoM it came from; the DC engine records the jid before publishing it).  The
+    ``master_id`` Salt puts in a return is only a fallback: Salt drops it from jobs that ran
+    from the minion's state queue (``queue=True``).
     """
     out = []
     for event in events:
@@ -41,10 +44,10 @@ def returns_to_spool(events: Iterable[Mapping[str, Any]], settings: Settings) ->
         data = event.get("data")
         if not match or not isinstance(data, dict):
             continue
-        mom = data.get("master_id")
+        jid, minion = match.groups()
+        mom = origin_of(jid) or data.get("master_id")
         if not isinstance(mom, str) or not mom or mom == settings.master_id:
             continue
-        jid, minion = match.groups()
         load = {k: v for k, v in data.items() if k != "_stamp"}
         msg: dict[str, Any] = {"t": "ret", "jid": jid, "dc": settings.dc, "id": minion, "load": load,
                                "mom": mom, "spooled_at": time.time()}
@@ -121,6 +124,8 @@ class Shipper:
         while not self.stop.is_set():
             self.watch_spool()  # also (above all) while Redis is unreachable
             try:
+                if backoff.failing:
+                    client.ping()  # "works again" only once Redis really answers
                 shipped = self.ship_once(client)
                 self.heartbeat(client)
                 if backoff.failing:

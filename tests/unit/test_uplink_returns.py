@@ -96,3 +96,17 @@ def test_nested_trimmed_value_is_flagged(settings):
 
 def test_empty_input(settings):
     assert returns_to_spool([], settings) == []
+
+
+def test_a_bridged_jid_is_routed_by_the_ledger_even_without_master_id(settings):
+    # Salt drops master_id from jobs run from the minion's state queue (queue=True).
+    event = ret_event(master_id=None)
+    assert "master_id" not in event["data"]
+    assert returns_to_spool([event], settings) == []  # nothing says it is bridged
+    (msg,) = returns_to_spool([event], settings, origin_of={JID: "mom1"}.get)
+    assert msg["mom"] == "mom1" and msg["jid"] == JID
+
+
+def test_the_ledger_origin_wins_over_the_master_id_in_the_return(settings):
+    (msg,) = returns_to_spool([ret_event(master_id="someone-else")], settings, origin_of={JID: "mom1"}.get)
+    assert msg["mom"] == "mom1"

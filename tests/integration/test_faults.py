@@ -1,0 +1,129 @@
+"""Delivery under faults, with real daemons, a real redis-server and a TCP proxy on each DC link.
+
+Each scenario publishes jobs from the MoM to both DCs (2 minions each) and checks that every
+(jid, minion) return is on the MoM exactly once and that every minion ran every job exactly
+once (``state.apply lab.jid`` appends the jid to a file on the minion).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import psutil
+import pytest
+
+from salt_redis_syndic.lab import Lab, parse_json_output
+
+pytestmark = pytest.mark.integration
+
+ALL = {"east-m1", "east-m2", "west-m1", "west-m2"}
+EAST = {"east-m1", "east-m2"}
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory) -> Any:
+    lab = Lab(dc_links=True)
+    try:
+        lab.start()
+        lab.wait_bridge(timeout=90)
+        yield lab
+    finally:
+        lab.stop()
+
+
+@pytest.fixture(autouse=True)
+def healed(faulty: Lab):
+    yield
+    for dc in faulty.dcs:
+        faulty.link(dc).heal()
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+def job_report(lab: Lab, jid: str) -> dict[str, Any]:
+    return parse_json_output(lab.salt_run("redis_syndic.job", jid, "--out=json").stdout)
+
+
+def acked(lab: Lab, jid: str, dc: str) -> bool:
+    return job_report(lab, jid).get(dc, {}).get("acknowledged", False)
+
+
+def assert_exactly_once(lab: Lab, jids: list[str], minions: set[str] = ALL, timeout: float = 120) -> None:
+    for jid in jids:
+        wait_for(lambda: set(lab.mom_job_returns(jid)) >= minions, timeout, f"returns of {jid} on the MoM")
+    for minion in minions:
+        ran = lab.minion_jids(minion)
+        for jid in jids:
+            assert ran.count(jid) == 1, (minion, jid, ran)
+    for jid in jids:
+        stored = lab.mom_job_returns(jid)
+        assert set(stored) == minions, (jid, stored)
+
+
+def publish(lab: Lab, n: int = 1) -> list[str]:
+    # queue=True: Salt refuses a second concurrent state run on a minion instead of queueing it
+    return [lab.salt_async("*", "state.apply", "lab.jid", "queue=True") for _ in range(n)]
+
+
+def test_link_cut_while_a_job_runs(faulty: Lab) -> None:
+    (jid,) = publish(faulty)
+    wait_for(lambda: acked(faulty, jid, "east"), 30, "east ack")
+    faulty.link("east").cut()
+    time.sleep(10)
+    faulty.link("east").heal()
+    assert_exactly_once(faulty, [jid])
+
+
+def test_link_cut_while_a_job_is_published(faulty: Lab) -> None:
+    faulty.link("east").cut()
+    jids = publish(faulty, 2)
+    time.sleep(10)
+    assert not any(set(faulty.mom_job_returns(j)) & EAST for j in jids)
+    faulty.link("east").heal()
+    assert_exactly_once(faulty, jids)
+
+
+def test_link_blackholed_while_jobs_are_published(faulty: Lab) -> None:
+    faulty.link("east").blackhole()
+    jids = publish(faulty, 3)
+    time.sleep(30)
+    faulty.link("east").heal()
+    assert_exactly_once(faulty, jids, timeout=150)
+
+
+def test_dc_master_restarted_while_returns_are_spooled(faulty: Lab) -> None:
+    (jid,) = [faulty.salt_async("*", "cmd.run", "sleep 3; echo done")]
+    wait_for(lambda: acked(faulty, jid, "east"), 30, "east ack")
+    faulty.link("east").cut()
+    spool = faulty.master("east").cachedir / "redis_syndic" / "spool"
+    wait_for(lambda: len(list(spool.glob("*.mp"))) >= 2, 30, "east returns spooled")
+    faulty.stop_master("east")
+    faulty.start_master("east")
+    faulty.link("east").heal()
+    wait_for(lambda: set(faulty.mom_job_returns(jid)) == ALL, 120, "every return after the restart")
+    assert set(faulty.mom_job_returns(jid).values()) == {"done"}
+
+
+def test_dc_engine_killed_mid_burst_is_restarted_and_loses_nothing(faulty: Lab) -> None:
+    jids = publish(faulty, 4)
+    conf = str(faulty.master("east").conf_dir)
+    engines = [p for p in psutil.process_iter(["cmdline"])
+               if p.info["cmdline"] and conf in " ".join(p.info["cmdline"]) and "redis_syndic" in " ".join(p.info["cmdline"])
+               and "Engine" in " ".join(p.info["cmdline"])]
+    assert engines, "no east engine process found"
+    for proc in engines:
+        os.kill(proc.pid, signal.SIGKILL)
+    jids += publish(faulty, 2)
+    assert_exactly_once(faulty, jids, timeout=150)
