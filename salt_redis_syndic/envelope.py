@@ -10,21 +10,25 @@ key id, so verification needs no canonicalisation step (what was signed is what 
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 import msgpack
 
 from .errors import RejectedEntry
 from .signing import Signer, Verifier
 
+T = TypeVar("T")
 VERSION = 1
-JID_RE = re.compile(r"^\d{20}[0-9A-Za-z_]{0,24}$")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# ASCII-only and anchored with \Z: ``$`` would accept a trailing newline, ``\d`` any Unicode digit.
+JID_RE = re.compile(r"^[0-9]{20}[0-9A-Za-z_]{0,24}\Z", re.ASCII)
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z", re.ASCII)
 # Salt minion ids: anything printable without path separators or NUL (salt.utils.verify.valid_id).
-MINION_RE = re.compile(r"^[^/\\\x00]{1,255}$")
+MINION_RE = re.compile(r"^[^/\\\x00]{1,255}\Z")
 
 # Fields of the publish load that are forwarded to the DC master's LocalClient.pub.
 LOAD_FIELDS = (
@@ -83,7 +87,37 @@ def _str(d: Mapping[str, Any], key: str, pattern: re.Pattern[str] | None = None)
 def _num(d: Mapping[str, Any], key: str) -> float:
     value = d.get(key)
     _require(isinstance(value, (int, float)) and not isinstance(value, bool), "malformed", f"{key} must be a number")
+    _require(math.isfinite(value) and abs(value) < 1e15, "malformed", f"{key} is out of range")
     return float(value)
+
+
+def _count(value: Any) -> bool:
+    """A plausible counter: a non-negative int below 2**53 (no bools, NaN or infinities)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+
+
+def _brief(value: Any) -> str:
+    """What to say about a rejected value: never its full repr (it may be huge or deeply nested)."""
+    if isinstance(value, (int, float, bool)) or value is None:
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value[:40])
+    return type(value).__name__
+
+
+def _boundary(fn: Callable[..., T]) -> Callable[..., T]:
+    """Anything but RejectedEntry raised while decoding hostile input becomes RejectedEntry."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except RejectedEntry:
+            raise
+        except Exception as err:  # RecursionError, OverflowError, ... from a crafted input
+            raise RejectedEntry("malformed", f"undecodable ({err.__class__.__name__})") from None
+
+    return wrapper
 
 
 def _str_list(d: Mapping[str, Any], key: str, pattern: re.Pattern[str]) -> list[str]:
@@ -143,6 +177,7 @@ def _field(fields: Mapping[Any, Any], name: str) -> bytes:
     return bytes(value)
 
 
+@_boundary
 def decode_job(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, now: float, skew: float) -> JobEnvelope:
     """Verify and decode a job stream entry.  Signature first, then structure, then issue time."""
     _require(isinstance(fields, Mapping), "malformed", "entry is not a mapping")
@@ -156,7 +191,7 @@ def decode_job(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, no
     verifier.verify(kid, signature, body)
     doc = unpack(body, max_bytes)
     _require(isinstance(doc, dict), "malformed", "body is not a map")
-    _require(type(doc.get("v")) is int and doc.get("v") == VERSION, "bad_version", f"unsupported version {doc.get('v')!r}")
+    _require(type(doc.get("v")) is int and doc.get("v") == VERSION, "bad_version", f"unsupported version {_brief(doc.get('v'))}")
     _require(doc.get("kind") == "job", "malformed", "not a job")
     _require(doc.get("kid") == kid, "bad_signature", "key id in body differs from the signing key")
     jid = _str(doc, "jid", JID_RE)
@@ -187,9 +222,28 @@ def _validate_load(load: Mapping[str, Any], jid: str) -> None:
             _require(isinstance(load[key], (dict, str)) or load[key] is None, "malformed", key)
 
 
+# ------------------------------------------------------------------ sealed records (DC -> MoM)
+
+
+def seal(body: bytes, signer: Signer) -> bytes:
+    """Wrap ``body`` with its signature and key id: what a DC writes to Redis."""
+    return pack({"b": body, "s": signer.sign(body), "k": signer.key_id})
+
+
+@_boundary
+def unseal(data: bytes, max_bytes: int) -> tuple[bytes, bytes, str]:
+    """``(body, signature, key_id)`` of a sealed record; the caller verifies before parsing ``body``."""
+    doc = unpack(data, max_bytes)
+    _require(isinstance(doc, dict), "unsigned", "not a sealed record")
+    body, sig, kid = doc.get("b"), doc.get("s"), doc.get("k")
+    _require(isinstance(body, bytes) and isinstance(sig, bytes) and isinstance(kid, str), "unsigned",
+             "record carries no body, signature and key id")
+    return body, sig, kid
+
+
 # ------------------------------------------------------------------ uplink (DC -> MoM)
 
-ACK_STATUSES = ("published", "expired", "rejected", "failed")
+ACK_STATUSES = ("published", "expired", "rejected", "failed", "refused")
 
 
 @dataclass(frozen=True)
@@ -240,6 +294,7 @@ def encode_batch(dc: str, wire_messages: list[dict[str, Any]], now: float | None
                  "msgs": wire_messages})
 
 
+@_boundary
 def _decode_message(msg: Any, dc: str) -> UplinkMessage:
     _require(isinstance(msg, dict), "malformed", "message is not a map")
     _require(msg.get("dc") == dc, "wrong_dc", "message names another DC than its batch")
@@ -259,9 +314,10 @@ def _decode_message(msg: Any, dc: str) -> UplinkMessage:
         _require("return" in load, "malformed", "return load has no 'return'")
         _require(load.get("id", minion) == minion and load.get("jid", jid) == jid, "malformed", "return load ids differ")
         return Return(jid=jid, dc=dc, minion=minion, load=load)
-    raise RejectedEntry("malformed", f"unknown message type {kind!r}")
+    raise RejectedEntry("malformed", f"unknown message type {_brief(kind)}")
 
 
+@_boundary
 def decode_batch(data: bytes, max_bytes: int) -> UplinkBatch:
     """Decode one uplink list item.
 
@@ -270,7 +326,7 @@ def decode_batch(data: bytes, max_bytes: int) -> UplinkBatch:
     """
     doc = unpack(data, max_bytes)
     _require(isinstance(doc, dict), "malformed", "batch is not a map")
-    _require(type(doc.get("v")) is int and doc.get("v") == VERSION, "bad_version", f"unsupported version {doc.get('v')!r}")
+    _require(type(doc.get("v")) is int and doc.get("v") == VERSION, "bad_version", f"unsupported version {_brief(doc.get('v'))}")
     _require(doc.get("kind") == "batch", "malformed", "not a batch")
     dc = _str(doc, "dc", NAME_RE)
     sent_at = _num(doc, "sent_at")
@@ -309,6 +365,7 @@ class DcStatus:
         return pack({"v": VERSION, "kind": "status", **self.__dict__})
 
 
+@_boundary
 def decode_status(data: bytes, max_bytes: int = 1024 * 1024) -> DcStatus:
     doc = unpack(data, max_bytes)
     _require(isinstance(doc, dict) and doc.get("kind") == "status", "malformed", "not a status record")
@@ -324,7 +381,7 @@ def decode_status(data: bytes, max_bytes: int = 1024 * 1024) -> DcStatus:
         minion_count=int(_num(doc, "minion_count")),
         version=_str(doc, "version"),
         master_id=_str(doc, "master_id"),
-        counters={str(k): int(v) for k, v in counters.items() if isinstance(v, (int, float))},
+        counters={str(k)[:64]: v for k, v in list(counters.items())[:256] if _count(v)},
         spool_warn_depth=int(_num(doc, "spool_warn_depth")) if "spool_warn_depth" in doc else 0,
         spool_growing=doc.get("spool_growing") is True,
     )
