@@ -5,6 +5,9 @@
     salt-run redis_syndic.status          # one row per DC: alive, last seen, lag, spool, ...
     salt-run redis_syndic.job <jid>       # per DC: acknowledged, targeted, returned, missing
     salt-run redis_syndic.pubkey          # the MoM's job-signing public key, for the DCs
+    salt-run redis_syndic.keys            # DC uplink keys: accepted, pending, rejected
+    salt-run redis_syndic.accept <dc>     # trust the key a DC announced
+    salt-run redis_syndic.reject <dc>     # refuse it (its batches are dead-lettered)
 """
 
 __virtualname__ = "redis_syndic"
@@ -32,6 +35,21 @@ def status():
 def job(jid):
     """Completeness of one bridged job, per DC."""
     return _runner.job(__opts__, str(jid))
+
+
+def keys():
+    """DC uplink keys by state (accepted, pending, rejected) with their key ids."""
+    return _runner.keys(__opts__)
+
+
+def accept(dc):
+    """Accept the uplink key DC ``dc`` announced (pending or rejected)."""
+    return _runner.accept(__opts__, str(dc))
+
+
+def reject(dc):
+    """Reject DC ``dc``'s key: its uplink batches and status are no longer trusted."""
+    return _runner.reject(__opts__, str(dc))
 
 
 def pubkey():

@@ -19,7 +19,7 @@ def mom_rules(namespace: str, mom: str) -> list[str]:
     return [
         "resetkeys", "resetchannels", "-@all", *_CONNECTION,
         f"~{keys.jobs}", f"~{keys.uplink(mom)}", f"~{keys.inflight(mom)}",
-        f"%R~{keys.status('*')}", f"%R~{keys.dcs}", f"~{keys.deadletter}",
+        f"%R~{keys.status('*')}", f"%R~{keys.dckey('*')}", f"%R~{keys.dcs}", f"~{keys.deadletter}",
         "+xadd", "+xtrim", "+xrevrange", "+xinfo|stream", "+blmove", "+lmove", "+lrem", "+lrange",
         "+llen", "+lpush", "+ltrim", "+smembers", "+mget", "+get",
     ]
@@ -31,7 +31,8 @@ def dc_rules(namespace: str, dc: str, moms: list[str]) -> list[str]:
     uplinks = [f"%W~{keys.uplink(mom)}" for mom in moms]
     return [
         "resetkeys", "resetchannels", "-@all", *_CONNECTION,
-        f"%R~{keys.jobs}", *uplinks, f"~{keys.status(dc)}", f"%W~{keys.dcs}", f"%W~{keys.deadletter}",
+        f"%R~{keys.jobs}", *uplinks, f"~{keys.status(dc)}", f"%W~{keys.dckey(dc)}", f"%W~{keys.dcs}",
+        f"%W~{keys.deadletter}",
         "+xread", "+xrevrange", "+lpush", "+ltrim", "+set", "+sadd",
     ]
 

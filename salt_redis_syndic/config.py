@@ -20,9 +20,9 @@ KNOWN_OPTIONS = frozenset(
     """role dc master_id namespace redis_url redis_read_url redis_username redis_password
     socket_timeout connect_timeout health_check_interval ssl_ca_certs ssl_certfile ssl_keyfile
     ssl_check_hostname job_ttl clock_skew stream_maxlen block_ms heartbeat_interval dc_timeout
-    ack_wait hold_max publish_timeout batch_max_messages batch_max_bytes spool_poll_interval state_dir
-    spool_dir signing_key trusted_keys max_entry_bytes deadletter_max spool_warn_depth metrics_port
-    metrics_address""".split()
+    ack_wait hold_max startup_grace publish_timeout batch_max_messages batch_max_bytes spool_poll_interval state_dir
+    spool_dir signing_key trusted_keys dc_keys max_entry_bytes deadletter_max spool_warn_depth metrics_port
+    metrics_address allow_functions deny_functions allow_targets deny_targets allow_target_types""".split()
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _NS_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -91,6 +91,7 @@ class Settings:
     dc_timeout: float = 10.0
     ack_wait: float = 5.0
     hold_max: float = 600.0
+    startup_grace: float = 15.0
     publish_timeout: float = 15.0
     batch_max_messages: int = 500
     batch_max_bytes: int = 8 * 1024 * 1024
@@ -99,11 +100,18 @@ class Settings:
     spool_dir: str = ""
     signing_key: str = ""
     trusted_keys: tuple[str, ...] = ()
+    dc_keys: tuple[tuple[str, str], ...] = ()
     max_entry_bytes: int = 64 * 1024 * 1024
     deadletter_max: int = 10_000
     spool_warn_depth: int = 1000
     metrics_port: int | None = None
     metrics_address: str = "127.0.0.1"
+    # DC policy for bridged jobs (salt_redis_syndic.policy): None allow lists mean no restriction.
+    allow_functions: tuple[str, ...] | None = None
+    deny_functions: tuple[str, ...] = ()
+    allow_targets: tuple[str, ...] | None = None
+    deny_targets: tuple[str, ...] = ()
+    allow_target_types: tuple[str, ...] | None = None
 
     @property
     def is_mom(self) -> bool:
@@ -187,6 +195,16 @@ def _redis(block: Mapping[str, Any], url: str) -> RedisSettings:
     )
 
 
+def _dc_keys(block: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """``dc_keys: {east: <path or PEM>}``: DC uplink keys the MoM accepts without salt-run accept."""
+    value = block.get("dc_keys") or {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and _NAME_RE.match(k) and isinstance(v, str) and v for k, v in value.items()
+    ):
+        raise ConfigError("dc_keys", "must map DC names to public key file paths or PEM strings")
+    return tuple(sorted(value.items()))
+
+
 def _keys(block: Mapping[str, Any]) -> tuple[str, ...]:
     value = block.get("trusted_keys", ())
     if isinstance(value, str):
@@ -194,6 +212,30 @@ def _keys(block: Mapping[str, Any]) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
         raise ConfigError("trusted_keys", "must be a list of public key file paths or PEM strings")
     return tuple(value)
+
+
+def _globs(block: Mapping[str, Any], key: str) -> tuple[str, ...] | None:
+    """A list of glob patterns (a single string is a one-item list); None when unset."""
+    value = block.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(key, f"must be a list of glob patterns (non-empty strings), got {value!r}")
+    return tuple(value)
+
+
+def _target_types(block: Mapping[str, Any]) -> tuple[str, ...] | None:
+    from .policy import TARGET_TYPES
+
+    value = _globs(block, "allow_target_types")
+    if value is not None:
+        unknown = sorted(set(value) - TARGET_TYPES)
+        if unknown:
+            raise ConfigError("allow_target_types", f"unknown target type(s) {', '.join(map(repr, unknown))}; "
+                                                    f"known: {', '.join(sorted(TARGET_TYPES))}")
+    return value
 
 
 def _metrics_port(block: Mapping[str, Any]) -> int | None:
@@ -265,6 +307,7 @@ def load_settings(opts: Mapping[str, Any], overrides: Mapping[str, Any] | None =
         dc_timeout=_num(block, "dc_timeout", 10.0, 0.5),
         ack_wait=_num(block, "ack_wait", 5.0, 0.0),
         hold_max=_num(block, "hold_max", 600.0, 1.0),
+        startup_grace=_num(block, "startup_grace", 15.0, 0.0),
         publish_timeout=_num(block, "publish_timeout", 15.0, 1.0),
         batch_max_messages=_int(block, "batch_max_messages", 500, 1),
         batch_max_bytes=_int(block, "batch_max_bytes", 8 * 1024 * 1024, 1024),
@@ -273,10 +316,16 @@ def load_settings(opts: Mapping[str, Any], overrides: Mapping[str, Any] | None =
         spool_dir=spool_dir,
         signing_key=signing_key,
         trusted_keys=trusted,
+        dc_keys=_dc_keys(block),
         max_entry_bytes=_int(block, "max_entry_bytes", 64 * 1024 * 1024, 1024),
         deadletter_max=_int(block, "deadletter_max", 10_000, 1),
         spool_warn_depth=_int(block, "spool_warn_depth", 1000, 1),
         metrics_port=_metrics_port(block),
         metrics_address=_metrics_address(block),
+        allow_functions=_globs(block, "allow_functions"),
+        deny_functions=_globs(block, "deny_functions") or (),
+        allow_targets=_globs(block, "allow_targets"),
+        deny_targets=_globs(block, "deny_targets") or (),
+        allow_target_types=_target_types(block),
     )
     return settings

@@ -1,4 +1,4 @@
-"""DC master role: job stream -> verify, dedupe, expiry -> local publish -> ack upward.
+"""DC master role: job stream -> verify, dedupe, expiry, policy -> local publish -> ack upward.
 
 Two loops run in the engine process:
 
@@ -21,6 +21,7 @@ from .deadletter import DeadLetters
 from .envelope import Ack, JobEnvelope, decode_job
 from .errors import RejectedEntry
 from .ledger import DcLedger
+from .policy import Policy
 from .runtime import Backoff, Counters, RateLimitedLog
 from .signing import Verifier
 from .spool import Spool
@@ -62,6 +63,7 @@ class JobConsumer:
         self.stop = stop
         self.wake_uplink = wake_uplink
         self.verifier = Verifier(settings.trusted_keys)
+        self.policy = Policy.from_settings(settings)
         self.keys = Keys(settings.namespace)
         self.cursor = ledger.cursor(default="")
         self._rl = RateLimitedLog(log)
@@ -116,6 +118,8 @@ class JobConsumer:
         if job.is_expired(now, self.settings.clock_skew):
             self._expired(entry_id, job, now)
             return
+        if self._refused(entry_id, job):
+            return
         self._publish(job)
 
     def _publish(self, job: JobEnvelope) -> None:
@@ -155,7 +159,7 @@ class JobConsumer:
             self.ledger.mark(job.jid, "published", minions)
         elif job.is_expired(time.time(), self.settings.clock_skew):
             self._expired("", job, time.time())
-        else:
+        elif not self._refused("", job):
             log.warning("redis_syndic: job %s was claimed but never published before a restart; publishing it now", job.jid)
             self._publish(job)
 
@@ -168,6 +172,21 @@ class JobConsumer:
                        "entry_id": entry_id}, f"redis_syndic/job/{job.jid}/expired")
         self._send_ack(Ack(job.jid, self.dc, "expired", reason=f"expired {age:.0f}s before it reached DC {self.dc}"), job.origin)
         self.ledger.mark(job.jid, "expired")
+
+    def _refused(self, entry_id: str, job: JobEnvelope) -> bool:
+        """Apply this DC's policy (allow/deny functions and targets); a refused job is reported, never run."""
+        reason = self.policy.check(job.load)
+        if reason is None:
+            return False
+        fun, tgt, tgt_type = job.load.get("fun"), job.load.get("tgt"), job.load.get("tgt_type", "glob")
+        log.warning("redis_syndic: job %s (%s on %s %r) from %s refused by the policy of DC %s: %s; not run",
+                    job.jid, fun, tgt_type, tgt, job.origin, self.dc, reason)
+        self.counters.inc("jobs_refused")
+        self.bus.fire({"jid": job.jid, "dc": self.dc, "fun": fun, "tgt": tgt, "tgt_type": tgt_type,
+                       "reason": reason, "entry_id": entry_id}, f"redis_syndic/job/{job.jid}/refused")
+        self._send_ack(Ack(job.jid, self.dc, "refused", reason=f"DC {self.dc} policy: {reason}"[:300]), job.origin)
+        self.ledger.mark(job.jid, "refused")
+        return True
 
     def _send_ack(self, ack: Ack, mom: str) -> None:
         self.spool.append([{**ack.to_wire(), "mom": mom}])

@@ -86,12 +86,14 @@ def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event,
     gauges = gauges if gauges is not None else Gauges()
     if settings.is_mom:
         from .ledger import MomLedger
+        from .dckeys import DcKeyring, dc_keys_dir
         from .mom import Collector, JobPublisher, ledger_path
         from .signing import load_or_create_signer
 
         signer = load_or_create_signer(settings.signing_key)
         log.info("redis_syndic: MoM signs jobs with key %s (%s.pub)", signer.key_id, os.path.splitext(settings.signing_key)[0])
         published: queue.Queue[tuple[str, float]] = queue.Queue()
+        keyring = DcKeyring(dc_keys_dir(settings), dict(settings.dc_keys))
 
         def publish_loop() -> None:
             JobPublisher(settings, salt_adapter.MasterBus(opts, listen=True), signer, published, counters, stop).run()
@@ -99,16 +101,20 @@ def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event,
         def collect_loop() -> None:
             Collector(settings, salt_adapter.MasterBus(opts, listen=False), salt_adapter.JobCache(opts),
                       MomLedger(ledger_path(settings)), published, _deadletters(settings), counters, stop,
-                      gauges=gauges).run()
+                      gauges=gauges, keyring=keyring).run()
 
         return {"publish": publish_loop, "collect": collect_loop}
 
     from .dc import JobConsumer
     from .ledger import DcLedger, ledger_file
-    from .signing import Verifier
+    from .presence import wait_for_subscribers
+    from .signing import Verifier, load_or_create_signer
     from .spool import Spool
     from .uplink import Shipper
 
+    uplink_signer = load_or_create_signer(settings.signing_key)
+    log.info("redis_syndic: DC %s signs its uplink with key %s; on the MoM: salt-run redis_syndic.accept %s",
+             settings.dc, uplink_signer.key_id, settings.dc)
     Verifier(settings.trusted_keys)  # fail fast, once, on unreadable keys
     ledger = DcLedger(ledger_file(settings.state_dir, "dc"))
     spool = Spool(settings.spool_dir)
@@ -117,6 +123,9 @@ def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event,
 
     def jobs_loop() -> None:
         salt_adapter.wait_for_master(opts, 120, stop)
+        # Minions reconnecting to a (re)started master would miss the backlog published now.
+        wait_for_subscribers(int(opts.get("publish_port", 4505)), str(opts.get("interface", "")),
+                             lambda: salt_adapter.accepted_minion_count(opts), settings.startup_grace, stop)
         consumer = JobConsumer(settings, salt_adapter.LocalPublisher(opts), salt_adapter.JobCache(opts),
                                salt_adapter.MasterBus(opts, listen=False), spool, ledger, _deadletters(settings),
                                counters, stop, wake)
@@ -127,6 +136,6 @@ def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event,
         Shipper(settings, spool, salt_adapter.JobCache(opts), counters, stop, wake,
                 cursor=lambda: consumer_ref["c"].cursor if "c" in consumer_ref else ledger.cursor(),
                 minion_count=lambda: salt_adapter.accepted_minion_count(opts), version=__version__,
-                gauges=gauges, bus=_LazyBus(opts)).run()
+                gauges=gauges, bus=_LazyBus(opts), signer=uplink_signer).run()
 
     return {"jobs": jobs_loop, "uplink": uplink_loop}

@@ -817,6 +817,13 @@ class Lab:
     def mom_public_key(self) -> Path:
         return self.keys_dir / "mom.pub"
 
+    def dc_private_key(self, dc: str) -> Path:
+        """The key DC ``dc`` signs its uplink with (pre-seeded on the MoM as ``dc_keys``)."""
+        return self.keys_dir / f"dc-{dc}.pem"
+
+    def dc_public_key(self, dc: str) -> Path:
+        return self.keys_dir / f"dc-{dc}.pub"
+
     def address(self, host: int) -> str:
         assert self.subnet is not None
         return f"127.0.{self.subnet}.{host}"
@@ -979,6 +986,7 @@ class Lab:
                     "role": "mom",
                     "redis_url": self.redis_url,
                     "signing_key": str(self.mom_private_key),
+                    "dc_keys": {d: str(self.dc_public_key(d)) for d in self.dcs},
                 },
                 self.mom_bridge,
             )
@@ -991,6 +999,7 @@ class Lab:
                     "dc": dc,
                     "redis_url": self.links[dc].url if dc in self.links else self.redis_url,
                     "trusted_keys": [str(self.mom_public_key)],
+                    "signing_key": str(self.dc_private_key(dc)),
                 },
                 _resolve(self.dc_bridge, dc),
             )
@@ -1050,6 +1059,8 @@ class Lab:
     def _write_files(self) -> None:
         if self.bridge:
             generate_ed25519_keypair(self.mom_private_key, self.mom_public_key)
+            for dc in self.dcs:
+                generate_ed25519_keypair(self.dc_private_key(dc), self.dc_public_key(dc))
         if self.redis is not None:
             self.redis.root.mkdir(parents=True, exist_ok=True)
         for spec in list(self.masters.values()) + list(self.minions.values()):

@@ -39,6 +39,7 @@ COUNTERS: tuple[Metric, ...] = (
     Metric("jobs_expired", "jobs_expired", "Jobs that reached a DC after their expiry: reported, never run.", ("mom", "dc")),
     Metric("jobs_duplicate", "jobs_duplicate", "Job stream entries for a jid this DC had already handled.", ("dc",)),
     Metric("jobs_failed", "jobs_failed", "Jobs a DC master refused to publish.", ("mom", "dc")),
+    Metric("jobs_refused", "jobs_refused", "Jobs a DC's policy (allow/deny functions and targets) refused: reported, never run.", ("mom", "dc")),
     Metric("returns_forwarded", "returns_forwarded", "Minion returns this DC pushed to Redis.", ("dc",)),
     Metric("returns_stored", "returns_stored", "Minion returns the MoM stored in its job cache.", ("mom",)),
     Metric("returns_duplicate", "returns_duplicate", "Returns the MoM had already stored (normal after a network fault).", ("mom",)),

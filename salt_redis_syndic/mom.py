@@ -22,8 +22,9 @@ from typing import Any, Mapping, Protocol
 
 from .completeness import Abandon, Announce, Overdue, ReleaseBarrier, Store
 from .config import Settings
+from .dckeys import DcKeyring, read_status
 from .deadletter import DeadLetters
-from .envelope import Ack, DcStatus, JobEnvelope, Return, decode_batch, decode_status, encode_job, make_job
+from .envelope import Ack, DcStatus, JobEnvelope, Return, decode_batch, encode_job, make_job, unseal
 from .errors import RejectedEntry
 from .ledger import MomLedger, ledger_file
 from .runtime import Backoff, Counters, Gauges, RateLimitedLog
@@ -124,7 +125,9 @@ class Collector:
 
     def __init__(self, settings: Settings, bus: Bus, cache: Cache, ledger: MomLedger,
                  published: "queue.Queue[tuple[str, float]]", deadletters: DeadLetters,
-                 counters: Counters, stop: threading.Event, gauges: Gauges | None = None) -> None:
+                 counters: Counters, stop: threading.Event, gauges: Gauges | None = None, *,
+                 keyring: DcKeyring) -> None:
+        self.keyring = keyring
         self.settings = settings
         self.bus = bus
         self.cache = cache
@@ -178,6 +181,7 @@ class Collector:
         if now < self._next_status:
             return
         self._next_status = now + min(1.0, self.settings.heartbeat_interval)
+        self.keyring.maybe_reload()  # an operator may have accepted or rejected a DC key
         names = sorted(n.decode() if isinstance(n, bytes) else n for n in client.smembers(self.keys.dcs))
         raws = client.mget([self.keys.status(n) for n in names]) if names else []
         self.gauges.set("uplink_backlog", client.llen(self.keys.uplink(self.settings.master_id)))
@@ -186,8 +190,10 @@ class Collector:
             if raw is None:
                 continue
             try:
-                status = decode_status(raw)
-            except RejectedEntry:
+                status = read_status(raw, self.keyring, name)
+            except RejectedEntry as rej:
+                if rej.reason == "unknown_key":
+                    self.check_announced_key(client, name)
                 continue
             age = max(0.0, now - status.last_seen)
             alive = age <= self.settings.dc_timeout
@@ -221,6 +227,17 @@ class Collector:
             log.info("redis_syndic: DC %s spool drained", dc)
             self.bus.fire({"dc": dc, "spool_depth": 0}, f"redis_syndic/dc/{dc}/spool_drained")
 
+    def check_announced_key(self, client: Any, dc: str) -> None:
+        """A DC whose key is not accepted: record its announced key as pending, once, loudly."""
+        pem = client.get(self.keys.dckey(dc))
+        if not pem:
+            return
+        text = pem.decode("ascii", "replace") if isinstance(pem, bytes) else str(pem)
+        if self.keyring.note_announced(dc, text):
+            log.warning("redis_syndic: DC %s announced a new uplink key; its returns are refused until an operator "
+                        "runs: salt-run redis_syndic.accept %s", dc, dc)
+            self.bus.fire({"dc": dc}, f"redis_syndic/key/{dc}/pending")
+
     def drain_published(self) -> None:
         now = time.time()
         while True:
@@ -240,7 +257,11 @@ class Collector:
     def process(self, raw: bytes) -> None:
         batch = _Batch(raw)
         try:
-            decoded = decode_batch(raw, self.settings.max_entry_bytes)
+            body, sig, kid = unseal(raw, self.settings.max_entry_bytes)
+            signer_dc = self.keyring.verify(kid, sig, body)  # before parsing anything else
+            decoded = decode_batch(body, self.settings.max_entry_bytes)
+            if decoded.dc != signer_dc:
+                raise RejectedEntry("wrong_dc", f"batch names DC {decoded.dc!r} but is signed by {signer_dc!r}")
         except RejectedEntry as rej:
             self.reject("batch", rej, raw)
             self._done(batch)

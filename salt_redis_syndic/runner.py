@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .config import load_settings
+from .dckeys import DcKeyring, dc_keys_dir
 from .errors import ConfigError
 from .signing import load_or_create_signer
 from .status import dc_status, job_report
@@ -23,6 +24,29 @@ def status(opts: Mapping[str, Any]) -> dict[str, Any]:
 
 def job(opts: Mapping[str, Any], jid: str) -> dict[str, Any]:
     return job_report(_settings(opts), jid)
+
+
+def _keyring(opts: Mapping[str, Any]) -> DcKeyring:
+    settings = _settings(opts)
+    return DcKeyring(dc_keys_dir(settings), dict(settings.dc_keys))
+
+
+def keys(opts: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """DC uplink keys by state: accepted, pending, rejected (like salt-key -L)."""
+    out: dict[str, dict[str, str]] = {}
+    for info in _keyring(opts).list():
+        out.setdefault(info.state, {})[info.dc] = info.key_id
+    return out
+
+
+def accept(opts: Mapping[str, Any], dc: str) -> dict[str, str]:
+    info = _keyring(opts).accept(dc)
+    return {"dc": info.dc, "state": info.state, "key_id": info.key_id}
+
+
+def reject(opts: Mapping[str, Any], dc: str) -> dict[str, str]:
+    info = _keyring(opts).reject(dc)
+    return {"dc": info.dc, "state": info.state, "key_id": info.key_id}
 
 
 def pubkey(opts: Mapping[str, Any]) -> str:

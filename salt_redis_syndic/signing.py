@@ -82,7 +82,8 @@ def load_or_create_signer(path: str, create: bool = True) -> Signer:
     return Signer(key)
 
 
-def _load_public(spec: str) -> Ed25519PublicKey:
+def load_public(spec: str, option: str = "trusted_keys") -> Ed25519PublicKey:
+    """An Ed25519 public key from a PEM string or a file path; errors name ``option``."""
     data = spec.encode() if "-----BEGIN" in spec else None
     # Name a path, never echo PEM text: it may be a private key pasted by mistake.
     what = "a PEM string" if data is not None else repr(spec[:200])
@@ -91,13 +92,13 @@ def _load_public(spec: str) -> Ed25519PublicKey:
             with open(spec, "rb") as fh:
                 data = fh.read()
         except OSError as err:
-            raise ConfigError("trusted_keys", f"cannot read {spec}: {err.strerror}") from None
+            raise ConfigError(option, f"cannot read {spec}: {err.strerror}") from None
     try:
         key = serialization.load_pem_public_key(data)
     except ValueError:
-        raise ConfigError("trusted_keys", f"not a PEM public key: {what}") from None
+        raise ConfigError(option, f"not a PEM public key: {what}") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise ConfigError("trusted_keys", f"not an Ed25519 public key: {what}")
+        raise ConfigError(option, f"not an Ed25519 public key: {what}")
     return key
 
 
@@ -107,7 +108,7 @@ class Verifier:
     def __init__(self, specs: Iterable[str]) -> None:
         self._keys: dict[str, Ed25519PublicKey] = {}
         for spec in specs:
-            key = _load_public(spec)
+            key = load_public(spec)
             self._keys[key_id(key)] = key
 
     @property

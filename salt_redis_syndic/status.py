@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .config import Settings
-from .envelope import decode_status
+from .dckeys import DcKeyring, dc_keys_dir, read_status
 from .errors import RejectedEntry
 from .ledger import MomLedger, ledger_file
 from .transport.connection import make_client
@@ -15,7 +15,7 @@ from .transport.keys import Keys
 
 
 # Counters of the DC status record shown as named fields of ``redis_syndic.status``.
-STATUS_COUNTERS = ("jobs_published", "jobs_expired", "jobs_rejected", "jobs_duplicate", "jobs_failed",
+STATUS_COUNTERS = ("jobs_published", "jobs_expired", "jobs_rejected", "jobs_duplicate", "jobs_failed", "jobs_refused",
                    "returns_forwarded", "reconnects")
 
 
@@ -29,6 +29,7 @@ def dc_status(settings: Settings, now: float | None = None) -> dict[str, dict[st
     client = make_client(settings.redis)
     keys = Keys(settings.namespace)
     names = sorted(n.decode() for n in client.smembers(keys.dcs))
+    keyring = DcKeyring(dc_keys_dir(settings), dict(settings.dc_keys))
     out: dict[str, dict[str, Any]] = {}
     backlog = client.llen(keys.uplink(settings.master_id))
     for name, raw in zip(names, client.mget([keys.status(n) for n in names]) if names else []):
@@ -36,9 +37,10 @@ def dc_status(settings: Settings, now: float | None = None) -> dict[str, dict[st
             out[name] = {"alive": False, "last_seen": None}
             continue
         try:
-            st = decode_status(raw)
+            st = read_status(raw, keyring, name)  # only what the DC's accepted key signed
         except RejectedEntry as rej:
-            out[name] = {"alive": False, "error": str(rej)}
+            hint = " (salt-run redis_syndic.keys)" if rej.reason == "unknown_key" else ""
+            out[name] = {"alive": False, "error": f"{rej}{hint}"}
             continue
         age = round(max(0.0, now - st.last_seen), 1)
         row: dict[str, Any] = {

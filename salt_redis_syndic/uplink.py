@@ -16,8 +16,9 @@ import time
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from .config import Settings
-from .envelope import DcStatus, encode_batch, is_trimmed
+from .envelope import DcStatus, encode_batch, is_trimmed, seal
 from .runtime import Backoff, Counters, Gauges, RateLimitedLog
+from .signing import Signer
 from .spool import Spool, SpoolFile
 from .transport.connection import TRANSIENT, describe_error, make_client
 from .transport.keys import Keys
@@ -98,8 +99,9 @@ class Shipper:
     def __init__(self, settings: Settings, spool: Spool, cache: ReturnLookup, counters: Counters,
                  stop: threading.Event, wake: threading.Event, cursor: Callable[[], str],
                  minion_count: Callable[[], int], version: str, gauges: Gauges | None = None,
-                 bus: Bus | None = None) -> None:
+                 bus: Bus | None = None, *, signer: Signer) -> None:
         assert settings.dc is not None
+        self.signer = signer
         self.settings = settings
         self.dc = settings.dc
         self.spool = spool
@@ -172,7 +174,7 @@ class Shipper:
         if by_mom:
             pipe = client.pipeline(transaction=False)
             for mom, messages in by_mom.items():
-                pipe.lpush(self.keys.uplink(mom), encode_batch(self.dc, messages))
+                pipe.lpush(self.keys.uplink(mom), seal(encode_batch(self.dc, messages), self.signer))
             pipe.execute()
         self.spool.remove(taken)
         self.counters.inc("uplink_messages", count)
@@ -242,7 +244,8 @@ class Shipper:
                           master_id=self.settings.master_id, counters=self.counters.snapshot(),
                           spool_warn_depth=self.settings.spool_warn_depth, spool_growing=self.spool_watch.growing)
         pipe = client.pipeline(transaction=False)
-        pipe.set(self.keys.status(self.dc), status.encode())
+        pipe.set(self.keys.status(self.dc), seal(status.encode(), self.signer))
+        pipe.set(self.keys.dckey(self.dc), self.signer.public_pem)  # announced; trusted only once accepted
         pipe.sadd(self.keys.dcs, self.dc)
         pipe.execute()
 

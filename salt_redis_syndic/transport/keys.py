@@ -25,6 +25,10 @@ class Keys:
     def status(self, dc: str) -> str:
         return f"{self.namespace}:status:{dc}"
 
+    def dckey(self, dc: str) -> str:
+        """Public uplink key a DC announces (the MoM trusts it only once accepted)."""
+        return f"{self.namespace}:dckey:{dc}"
+
     @property
     def dcs(self) -> str:
         """Set of DC names that ever sent a heartbeat."""

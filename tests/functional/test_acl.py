@@ -10,11 +10,13 @@ import threading
 
 import pytest
 import redis
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from salt_redis_syndic.acl import dc_rules, mom_rules
 from salt_redis_syndic.config import load_settings
 from salt_redis_syndic.deadletter import DeadLetters
 from salt_redis_syndic.runtime import Counters
+from salt_redis_syndic.signing import Signer
 from salt_redis_syndic.spool import Spool
 from salt_redis_syndic.transport.connection import make_client
 from salt_redis_syndic.transport.keys import Keys
@@ -69,8 +71,9 @@ def test_dc_user_reads_jobs_and_writes_its_uplink_but_cannot_add_jobs(acl_redis,
     spool = Spool(str(tmp_path / "spool"))
     spool.append([{"t": "ack", "jid": "20261127000000000001", "dc": "east", "status": "published",
                    "minions": ["m1"], "missing": [], "reason": "", "mom": "mom"}])
+    signer = Signer(Ed25519PrivateKey.generate())
     shipper = Shipper(dc, spool, cache=None, counters=Counters(), stop=threading.Event(), wake=threading.Event(),
-                      cursor=lambda: entries[-1][0], minion_count=lambda: 1, version="test")
+                      cursor=lambda: entries[-1][0], minion_count=lambda: 1, version="test", signer=signer)
     assert shipper.ship_once(dc_client) == 1
     shipper.heartbeat(dc_client)
     DeadLetters(str(tmp_path / "dl"), keys.deadletter, 10, lambda: dc_client).add("dc:east", "1-0", "malformed", "", b"x")
@@ -83,4 +86,8 @@ def test_dc_user_reads_jobs_and_writes_its_uplink_but_cannot_add_jobs(acl_redis,
     assert queue.inflight() == []
     assert mom_client.smembers(keys.dcs) == {b"east"}
     assert mom_client.get(keys.status("east")) is not None
+    assert mom_client.get(keys.dckey("east")).decode() == signer.public_pem
+    # ...but cannot announce a key in another DC's name
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        dc_client.set(keys.dckey("west"), b"forged")
     assert acl_redis.client().llen(keys.deadletter) == 1

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from salt_redis_syndic.config import load_settings
 from salt_redis_syndic.deadletter import DeadLetters
-from salt_redis_syndic.envelope import decode_batch, decode_job, decode_status, encode_job, make_job
+from salt_redis_syndic.dckeys import DcKeyring
+from salt_redis_syndic.envelope import decode_batch, decode_job, decode_status, encode_job, make_job, unseal
 from salt_redis_syndic.ledger import MomLedger
 from salt_redis_syndic.mom import Collector
 from salt_redis_syndic.runtime import Counters
@@ -201,9 +202,20 @@ class FakeReturns:
         return self.returns.get((jid, minion))
 
 
+EAST_KEY = Signer(Ed25519PrivateKey.generate())  # the DC's uplink key
+
+
 def make_shipper(settings, spool, cache=None, counters=None):
     return Shipper(settings, spool, cache or FakeReturns(), counters or Counters(), threading.Event(),
-                   threading.Event(), cursor=lambda: "0-0", minion_count=lambda: 3, version="9.9")
+                   threading.Event(), cursor=lambda: "0-0", minion_count=lambda: 3, version="9.9", signer=EAST_KEY)
+
+
+def opened(raw: bytes) -> bytes:
+    """The body of a sealed uplink record, after checking the DC key signed it."""
+    body, sig, kid = unseal(raw, 1 << 24)
+    assert kid == EAST_KEY.key_id
+    EAST_KEY.public_key.verify(sig, body)
+    return body
 
 
 def ret_msg(minion, mom="mom1", jid=JID, **extra):
@@ -217,7 +229,7 @@ def ack_msg(mom="mom1", jid=JID, minions=("m1",)):
 
 
 def uplink_items(client, mom):
-    return [decode_batch(raw, 1 << 24) for raw in reversed(client.lrange(KEYS.uplink(mom), 0, -1))]
+    return [decode_batch(opened(raw), 1 << 24) for raw in reversed(client.lrange(KEYS.uplink(mom), 0, -1))]
 
 
 def test_ship_once_pushes_to_each_mom_and_deletes_files(redis_server, client, tmp_path):
@@ -237,7 +249,7 @@ def test_ship_once_pushes_to_each_mom_and_deletes_files(redis_server, client, tm
         [("Ack", None), ("Return", "m1"), ("Return", "m2")]
     (b2,) = uplink_items(client, "mom2")
     assert [m.minion for m in b2.messages] == ["x1"]
-    raw = msgpack.unpackb(client.lrange(KEYS.uplink("mom1"), 0, 0)[0], raw=False)
+    raw = msgpack.unpackb(opened(client.lrange(KEYS.uplink("mom1"), 0, 0)[0]), raw=False)
     assert all("mom" not in m and "spooled_at" not in m for m in raw["msgs"])
     assert counters.snapshot()["uplink_messages"] == 4
     assert counters.snapshot()["returns_forwarded"] == 3
@@ -286,7 +298,7 @@ def test_redis_down_keeps_every_file_then_ships_them(redis_server, client, tmp_p
     assert shipper.ship_once(rc) == 3
     assert spool.pending() == []
     fresh = redis_server.client()
-    items = [decode_batch(raw, 1 << 24) for raw in reversed(fresh.lrange(KEYS.uplink("mom1"), 0, -1))]
+    items = [decode_batch(opened(raw), 1 << 24) for raw in reversed(fresh.lrange(KEYS.uplink("mom1"), 0, -1))]
     assert [m.minion for b in items for m in b.messages] == ["m1", "m2", "m3"]
     fresh.close()
     rc.close()
@@ -321,7 +333,8 @@ def test_heartbeat_writes_a_status_record(redis_server, client, tmp_path):
     JobStream(client, KEYS.jobs, 1000).append([{"n": b"0"}])
     before = time.time()
     shipper.heartbeat(rc)
-    status = decode_status(client.get(KEYS.status("east")))
+    status = decode_status(opened(client.get(KEYS.status("east"))))
+    assert client.get(KEYS.dckey("east")).decode() == EAST_KEY.public_pem
     assert status.dc == "east" and status.master_id == "dc-east" and status.version == "9.9"
     assert status.spool_depth == 1 and status.minion_count == 3
     assert status.cursor == "0-0" and status.stream_last_id != "0-0"
@@ -373,7 +386,8 @@ def test_collector_clears_inflight_after_storing(redis_server, client, tmp_path)
     cache, bus = _Cache(), _Bus()
     ledger = MomLedger(os.path.join(mom.state_dir, "mom.sqlite"))
     collector = Collector(mom, bus, cache, ledger, queue.Queue(),
-                          DeadLetters(str(tmp_path / "dl"), KEYS.deadletter, 10, None), Counters(), threading.Event())
+                          DeadLetters(str(tmp_path / "dl"), KEYS.deadletter, 10, None), Counters(), threading.Event(),
+                          keyring=DcKeyring(str(tmp_path / "keys"), {"east": EAST_KEY.public_pem}))
     collector._queue = UplinkQueue(client, KEYS.uplink("mom1"), KEYS.inflight("mom1"))
     for raw in collector._queue.take(max_items=50, block_seconds=0.1):
         collector.process(raw)

@@ -221,6 +221,7 @@ def mom_keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The MoM signing key (the operator's, given to the MoM as a path) and its public half."""
     keys = tmp_path_factory.mktemp("keys")
     generate_ed25519_keypair(keys / "mom.pem", keys / "mom.pub")
+    generate_ed25519_keypair(keys / "dc-east.pem", keys / "dc-east.pub")  # the DC's uplink key
     return keys / "mom.pem", keys / "mom.pub"
 
 
@@ -238,12 +239,14 @@ def applied(
             "redis_url": PLACEHOLDER_REDIS,
             "signing_key": str(private),
             "job_ttl": 300,
+            "dc_keys": {"east": (private.parent / "dc-east.pub").read_text()},  # PEM, pre-accepted
         },
         "dc": {
             "role": "dc",
             "dc": "east",
             "redis_url": PLACEHOLDER_REDIS,
             "trusted_keys": [public.read_text()],  # PEM text, written to a file by the formula
+            "signing_key": str(private.parent / "dc-east.pem"),
             "heartbeat_interval": 1,
         },
     }

@@ -16,7 +16,7 @@ import pytest
 import salt.utils.jid
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from salt_redis_syndic.envelope import encode_batch, encode_job, make_job, pack
+from salt_redis_syndic.envelope import encode_batch, encode_job, make_job, pack, seal
 from salt_redis_syndic.lab import Lab, parse_json_output
 from salt_redis_syndic.signing import Signer, load_or_create_signer
 
@@ -132,9 +132,16 @@ def test_forged_return_for_an_untargeted_minion_is_not_stored(bridged: Lab) -> N
     jid = wait_for(lambda: _last_jid(bridged, "test.echo"), 10, "the jid")
     forged = {"t": "ret", "jid": jid, "dc": "east", "id": "east-m2",
               "load": {"return": "forged", "retcode": 0, "success": True, "id": "east-m2", "jid": jid}}
-    bridged.redis_client().lpush("redis_syndic:up:mom", encode_batch("east", [forged]))
+    client = bridged.redis_client()
+    # Without east's uplink key: refused before it is even parsed.
+    unsigned = encode_batch("east", [forged])
+    client.lpush("redis_syndic:up:mom", unsigned)
+    # With east's key (a compromised DC): still only minions east said it targeted.
+    east_key = load_or_create_signer(str(bridged.dc_private_key("east")), create=False)
+    client.lpush("redis_syndic:up:mom", seal(encode_batch("east", [forged]), east_key))
     wait_for(lambda: any(d["reason"] == "untargeted_minion" and d["raw"].get("id") == "east-m2" and d["raw"].get("jid") == jid
                          for d in dead_letters(bridged)), 30, "the forged return dead-lettered")
+    assert any(d["reason"] == "unsigned" and d["raw"] == {"raw": unsigned} for d in dead_letters(bridged))
     assert bridged.mom_job_returns(jid) == {"east-m1": "real"}
 
 

@@ -8,9 +8,13 @@ import threading
 import urllib.request
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from salt_redis_syndic.dckeys import DcKeyring
+from salt_redis_syndic.envelope import seal
+from salt_redis_syndic.signing import Signer
 from salt_redis_syndic.config import KNOWN_OPTIONS, load_settings
 from salt_redis_syndic.envelope import DcStatus, decode_status, pack
 from salt_redis_syndic.errors import ConfigError
@@ -186,7 +190,8 @@ def test_shipper_fires_spool_events_on_its_bus_and_reports_them(tmp_path):
     spool = Spool(str(tmp_path / "spool"))
     bus, gauges = FakeBus(), Gauges()
     shipper = Shipper(s, spool, cache=None, counters=Counters(), stop=threading.Event(), wake=threading.Event(),
-                      cursor=lambda: "0-0", minion_count=lambda: 1, version="1", gauges=gauges, bus=bus)
+                      cursor=lambda: "0-0", minion_count=lambda: 1, version="1", gauges=gauges, bus=bus,
+                      signer=Signer(Ed25519PrivateKey.generate()))
     spool.append([{"t": "ret"}])
     assert shipper.watch_spool(force=True) == 1 and bus.events == []
     spool.append([{"t": "ret"}])
@@ -209,6 +214,9 @@ def test_status_record_carries_the_spool_alarm_and_old_records_still_decode():
     assert (back.spool_warn_depth, back.spool_growing) == (0, False)
 
 
+EAST_KEY = Signer(Ed25519PrivateKey.generate())
+
+
 class FakeRedis:
     def __init__(self, statuses):
         self.statuses = statuses
@@ -217,7 +225,8 @@ class FakeRedis:
         return {name.encode() for name in self.statuses}
 
     def mget(self, keys):
-        return [self.statuses[k.rsplit(":", 1)[1]].encode() for k in keys]
+        # status records are sealed with the DC's uplink key, as the DC engine writes them
+        return [seal(self.statuses[k.rsplit(":", 1)[1]].encode(), EAST_KEY) for k in keys]
 
     def llen(self, key):
         return 4
@@ -229,7 +238,8 @@ def test_mom_fires_spool_growing_once_per_episode_and_sets_gauges(tmp_path):
     s = load_settings({"id": "mom", "cachedir": str(tmp_path)}, {"role": "mom", "redis_url": "redis://127.0.0.1:1/0"})
     bus, gauges = FakeBus(), Gauges()
     collector = Collector(s, bus, cache=None, ledger=None, published=None, deadletters=None, counters=Counters(),
-                          stop=threading.Event(), gauges=gauges)
+                          stop=threading.Event(), gauges=gauges,
+                          keyring=DcKeyring(str(tmp_path / "keys"), {"east": EAST_KEY.public_pem}))
 
     def status(depth, growing=False, age=0.0):
         return DcStatus(dc="east", last_seen=time.time() - age, cursor="0-0", stream_last_id="0-0", lag_seconds=0.0,

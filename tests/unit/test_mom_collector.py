@@ -12,14 +12,20 @@ import pytest
 
 from salt_redis_syndic.config import load_settings
 from salt_redis_syndic.deadletter import DeadLetters
-from salt_redis_syndic.envelope import Ack, Return, encode_batch
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from salt_redis_syndic.dckeys import DcKeyring
+from salt_redis_syndic.envelope import Ack, Return, encode_batch, seal
 from salt_redis_syndic.ledger import MomLedger
 from salt_redis_syndic.mom import Collector
 from salt_redis_syndic.runtime import Counters
+from salt_redis_syndic.signing import Signer
 
 pytestmark = pytest.mark.unit
 
 JID = "20240501123456789012"
+# Each DC's uplink key; the MoM's keyring accepts these (pre-seeded, as with the dc_keys option).
+DC_KEYS = {dc: Signer(Ed25519PrivateKey.generate()) for dc in ("east", "west")}
 
 
 class Recorder:
@@ -88,9 +94,11 @@ class Env:
         self.collector = self.new_collector()
 
     def new_collector(self):
+        keyring = DcKeyring(os.path.join(self.settings.state_dir, "dc_keys"),
+                            {dc: signer.public_pem for dc, signer in DC_KEYS.items()})
         c = Collector(self.settings, self.bus, self.cache, self.ledger, self.published,
                       DeadLetters(self.deadletter_dir, "redis_syndic:deadletter", 100, None),
-                      self.counters, threading.Event())
+                      self.counters, threading.Event(), keyring=keyring)
         c._queue = self.queue
         return c
 
@@ -128,8 +136,9 @@ def ret(minion, dc="east", jid=JID, value=True):
 _seq = iter(range(10**9))
 
 
-def batch(dc, *msgs):
-    return encode_batch(dc, list(msgs), now=1_700_000_000.0 + next(_seq))  # distinct bytes per batch
+def batch(dc, *msgs, signer=None):
+    body = encode_batch(dc, list(msgs), now=1_700_000_000.0 + next(_seq))  # distinct bytes per batch
+    return seal(body, signer or DC_KEYS[dc])
 
 
 # ------------------------------------------------------------------------------ happy path
@@ -257,7 +266,7 @@ def test_bad_batch_is_dead_lettered_and_finished(env):
     (ret("bad/id"), "malformed"),
 ])
 def test_bad_message_is_dead_lettered_alone(env, bad, reason):
-    raw = encode_batch("east", [bad, ack(minions=("m1",)), ret("m1")])
+    raw = batch("east", bad, ack(minions=("m1",)), ret("m1"))
     env.collector.process(raw)
     assert [minion for _, minion in env.cache.stored()] == ["m1"]  # the good ones went through
     assert f"redis_syndic/rejected/{reason}" in env.bus.tags()
@@ -267,9 +276,6 @@ def test_bad_message_is_dead_lettered_alone(env, bad, reason):
     assert env.queue.done_calls == [raw]
 
 
-@pytest.mark.xfail(strict=True, reason="DESIGN §5: uplink batches must be signed by their DC; encode_batch/"
-                                       "decode_batch carry no signature, so anyone who can LPUSH the uplink "
-                                       "list can inject returns")
 def test_forged_unsigned_batch_is_not_stored(env):
     # Built with nothing but the public wire format: no DC key is involved anywhere.
     forged = msgpack.packb({"v": 1, "kind": "batch", "dc": "east", "sent_at": time.time(), "msgs": [
@@ -279,6 +285,31 @@ def test_forged_unsigned_batch_is_not_stored(env):
         use_bin_type=True)
     env.collector.process(forged)
     assert env.cache.stored() == []
+    assert env.bus.tags() == ["redis_syndic/rejected/unsigned"]
+    assert env.queue.done_calls == [forged]
+
+
+def test_batch_signed_by_an_unaccepted_key_is_not_stored(env):
+    stranger = Signer(Ed25519PrivateKey.generate())
+    raw = batch("east", ack(minions=("m1",)), ret("m1"), signer=stranger)
+    env.collector.process(raw)
+    assert env.cache.stored() == [] and env.bus.tags() == ["redis_syndic/rejected/unknown_key"]
+
+
+def test_batch_naming_another_dc_than_its_key_is_refused(env):
+    # west's key signs a batch that claims to come from east
+    raw = batch("east", ack(minions=("m1",)), ret("m1"), signer=DC_KEYS["west"])
+    env.collector.process(raw)
+    assert env.cache.stored() == [] and env.bus.tags() == ["redis_syndic/rejected/wrong_dc"]
+
+
+def test_tampered_batch_is_not_stored(env):
+    raw = batch("east", ack(minions=("m1",)), ret("m1"))
+    doc = msgpack.unpackb(raw, raw=False)
+    doc["b"] = doc["b"].replace(b"test.ping", b"test.pong")
+    tampered = msgpack.packb(doc, use_bin_type=True)
+    env.collector.process(tampered)
+    assert env.cache.stored() == [] and env.bus.tags() == ["redis_syndic/rejected/bad_signature"]
 
 
 # -------------------------------------------------------------------------- non-run statuses

@@ -1,0 +1,95 @@
+"""DcKeyring: DC uplink keys are trusted only when accepted on the MoM (like salt-key)."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from salt_redis_syndic.dckeys import DcKeyring, read_status
+from salt_redis_syndic.envelope import DcStatus, seal
+from salt_redis_syndic.errors import ConfigError, RejectedEntry
+from salt_redis_syndic.signing import Signer
+
+pytestmark = pytest.mark.unit
+
+
+def signer() -> Signer:
+    return Signer(Ed25519PrivateKey.generate())
+
+
+def test_announced_key_is_pending_until_accepted(tmp_path):
+    ring = DcKeyring(str(tmp_path))
+    east = signer()
+    body = b"batch"
+    with pytest.raises(RejectedEntry) as err:
+        ring.verify(east.key_id, east.sign(body), body)
+    assert err.value.reason == "unknown_key"
+    assert ring.note_announced("east", east.public_pem) is True
+    assert ring.note_announced("east", east.public_pem) is False  # announced once
+    assert [(k.dc, k.state, k.key_id) for k in ring.list()] == [("east", "pending", east.key_id)]
+    with pytest.raises(RejectedEntry):
+        ring.verify(east.key_id, east.sign(body), body)  # pending is not trusted
+    assert ring.accept("east").state == "accepted"
+    assert ring.verify(east.key_id, east.sign(body), body) == "east"
+    assert [(k.dc, k.state) for k in ring.list()] == [("east", "accepted")]
+
+
+def test_rejected_key_is_refused_and_not_pending_again(tmp_path):
+    ring = DcKeyring(str(tmp_path))
+    east = signer()
+    ring.note_announced("east", east.public_pem)
+    ring.accept("east")
+    ring.reject("east")
+    with pytest.raises(RejectedEntry) as err:
+        ring.verify(east.key_id, east.sign(b"x"), b"x")
+    assert err.value.reason == "unknown_key"
+    assert ring.note_announced("east", east.public_pem) is False
+    assert [(k.dc, k.state) for k in ring.list()] == [("east", "rejected")]
+
+
+def test_a_new_key_for_an_accepted_dc_is_pending_not_trusted(tmp_path):
+    ring = DcKeyring(str(tmp_path))
+    old, new = signer(), signer()
+    ring.note_announced("east", old.public_pem)
+    ring.accept("east")
+    assert ring.note_announced("east", new.public_pem) is True
+    with pytest.raises(RejectedEntry):
+        ring.verify(new.key_id, new.sign(b"x"), b"x")
+    assert ring.verify(old.key_id, old.sign(b"x"), b"x") == "east"
+
+
+def test_preseeded_keys_and_accepts_from_another_process(tmp_path):
+    east, west = signer(), signer()
+    ring = DcKeyring(str(tmp_path), {"east": east.public_pem}, reload_interval=0.0)
+    assert ring.verify(east.key_id, east.sign(b"x"), b"x") == "east"
+    ring.note_announced("west", west.public_pem)
+    DcKeyring(str(tmp_path)).accept("west")  # the runner, in another process
+    assert ring.verify(west.key_id, west.sign(b"x"), b"x") == "west"
+
+
+def test_bad_signature_and_bad_config(tmp_path):
+    east = signer()
+    ring = DcKeyring(str(tmp_path), {"east": east.public_pem})
+    with pytest.raises(RejectedEntry) as err:
+        ring.verify(east.key_id, signer().sign(b"x"), b"x")
+    assert err.value.reason == "bad_signature"
+    with pytest.raises(ConfigError) as cfg:
+        DcKeyring(str(tmp_path), {"east": "not a key"})
+    assert cfg.value.option == "dc_keys"
+    with pytest.raises(ConfigError):
+        DcKeyring(str(tmp_path), {"../etc": east.public_pem})
+    assert ring.note_announced("../etc", east.public_pem) is False
+    assert ring.note_announced("west", "garbage") is False
+
+
+def test_status_records_must_be_signed_by_that_dcs_key(tmp_path):
+    east, west = signer(), signer()
+    ring = DcKeyring(str(tmp_path), {"east": east.public_pem, "west": west.public_pem})
+    status = DcStatus("east", 1.0, "1-0", "1-0", 0.0, 0, 2, "v", "east")
+    assert read_status(seal(status.encode(), east), ring, "east") == status
+    with pytest.raises(RejectedEntry) as err:
+        read_status(seal(status.encode(), west), ring, "east")  # west vouching for east
+    assert err.value.reason == "wrong_dc"
+    with pytest.raises(RejectedEntry) as err:
+        read_status(status.encode(), ring, "east")  # unsigned
+    assert err.value.reason in ("unsigned", "malformed")
