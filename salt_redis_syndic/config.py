@@ -21,7 +21,7 @@ KNOWN_OPTIONS = frozenset(
     socket_timeout connect_timeout health_check_interval ssl_ca_certs ssl_certfile ssl_keyfile
     ssl_check_hostname job_ttl clock_skew stream_maxlen block_ms heartbeat_interval dc_timeout
     ack_wait hold_max startup_grace publish_timeout batch_max_messages batch_max_bytes spool_poll_interval state_dir
-    spool_dir signing_key trusted_keys dc_keys max_entry_bytes deadletter_max spool_warn_depth metrics_port
+    spool_dir signing_key trusted_keys dc_keys sentinel_username sentinel_password payload_key dc_payload_keys max_entry_bytes deadletter_max spool_warn_depth metrics_port
     metrics_address allow_functions deny_functions allow_targets deny_targets allow_target_types""".split()
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -64,6 +64,8 @@ class RedisSettings:
     ssl_check_hostname: bool = True
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    sentinel_username: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
 
     @property
     def safe_url(self) -> str:
@@ -101,6 +103,9 @@ class Settings:
     signing_key: str = ""
     trusted_keys: tuple[str, ...] = ()
     dc_keys: tuple[tuple[str, str], ...] = ()
+    # Shared keys for payload encryption (base64 or file paths): never in repr.
+    payload_key: str | None = field(default=None, repr=False)
+    dc_payload_keys: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     max_entry_bytes: int = 64 * 1024 * 1024
     deadletter_max: int = 10_000
     spool_warn_depth: int = 1000
@@ -192,6 +197,8 @@ def _redis(block: Mapping[str, Any], url: str) -> RedisSettings:
         ssl_check_hostname=_bool(block, "ssl_check_hostname", True),
         username=opt_str("redis_username"),
         password=opt_str("redis_password"),
+        sentinel_username=opt_str("sentinel_username"),
+        sentinel_password=opt_str("sentinel_password"),
     )
 
 
@@ -203,6 +210,24 @@ def _dc_keys(block: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     ):
         raise ConfigError("dc_keys", "must map DC names to public key file paths or PEM strings")
     return tuple(sorted(value.items()))
+
+
+def _payload_keys(block: Mapping[str, Any]) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+    """``payload_key`` (a DC's) and ``dc_payload_keys`` (the MoM's {dc: key}), validated."""
+    from .confidential import load_payload_key
+
+    own = block.get("payload_key")
+    if own is not None:
+        if not isinstance(own, str):
+            raise ConfigError("payload_key", "must be base64 text or a file path")
+        load_payload_key(own, "payload_key")
+    keys = block.get("dc_payload_keys") or {}
+    if not isinstance(keys, Mapping) or not all(isinstance(k, str) and _NAME_RE.match(k) and isinstance(v, str)
+                                                for k, v in keys.items()):
+        raise ConfigError("dc_payload_keys", "must map DC names to base64 keys or key file paths")
+    for spec in keys.values():
+        load_payload_key(spec, "dc_payload_keys")
+    return own, tuple(sorted(keys.items()))
 
 
 def _keys(block: Mapping[str, Any]) -> tuple[str, ...]:
@@ -292,6 +317,7 @@ def load_settings(opts: Mapping[str, Any], overrides: Mapping[str, Any] | None =
     trusted = _keys(block)
     if role == "dc" and not trusted:
         raise ConfigError("trusted_keys", "a DC must trust at least one MoM public key (print it with salt-run redis_syndic.pubkey on the MoM)")
+    payload_key, dc_payload_keys = _payload_keys(block)
     settings = Settings(
         role=role,
         master_id=master_id,
@@ -317,6 +343,8 @@ def load_settings(opts: Mapping[str, Any], overrides: Mapping[str, Any] | None =
         signing_key=signing_key,
         trusted_keys=trusted,
         dc_keys=_dc_keys(block),
+        payload_key=payload_key,
+        dc_payload_keys=dc_payload_keys,
         max_entry_bytes=_int(block, "max_entry_bytes", 64 * 1024 * 1024, 1024),
         deadletter_max=_int(block, "deadletter_max", 10_000, 1),
         spool_warn_depth=_int(block, "spool_warn_depth", 1000, 1),

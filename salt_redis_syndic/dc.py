@@ -17,6 +17,7 @@ import time
 from typing import Any, Mapping, Protocol
 
 from .config import Settings
+from .confidential import load_payload_key
 from .deadletter import DeadLetters
 from .envelope import Ack, JobEnvelope, decode_job
 from .errors import RejectedEntry
@@ -63,6 +64,7 @@ class JobConsumer:
         self.stop = stop
         self.wake_uplink = wake_uplink
         self.verifier = Verifier(settings.trusted_keys)
+        self.payload_key = load_payload_key(settings.payload_key, "payload_key") if settings.payload_key else None
         self.policy = Policy.from_settings(settings)
         self.keys = Keys(settings.namespace)
         self.cursor = ledger.cursor(default="")
@@ -103,7 +105,8 @@ class JobConsumer:
     def handle(self, entry_id: str, fields: Mapping[Any, Any]) -> None:
         now = time.time()
         try:
-            job = decode_job(fields, self.verifier, self.settings.max_entry_bytes, now, self.settings.clock_skew)
+            job = decode_job(fields, self.verifier, self.settings.max_entry_bytes, now, self.settings.clock_skew,
+                             dc=self.dc, payload_key=self.payload_key)
         except RejectedEntry as rej:
             self.reject(entry_id, rej, fields)
             return

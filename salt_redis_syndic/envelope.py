@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, TypeVar
 import msgpack
 
 from .errors import RejectedEntry
+from .confidential import PayloadKey, unwrap, wrap
 from .signing import Signer, Verifier
 
 T = TypeVar("T")
@@ -154,20 +155,33 @@ def make_job(load: Mapping[str, Any], origin: str, ttl: float, now: float | None
     return JobEnvelope(jid=str(load["jid"]), load=clean, origin=origin, issued_at=now, expires_at=now + ttl)
 
 
-def encode_job(job: JobEnvelope, signer: Signer) -> dict[str, bytes]:
-    """Stream entry fields: ``b`` signed body, ``s`` signature, ``k`` key id."""
-    body = pack(
-        {
-            "v": job.version,
-            "kind": "job",
-            "jid": job.jid,
-            "load": job.load,
-            "origin": job.origin,
-            "issued_at": job.issued_at,
-            "expires_at": job.expires_at,
-            "kid": signer.key_id,
-        }
-    )
+def job_aad(jid: str, dc: str) -> str:
+    """Associated data binding an encrypted load to its job and its DC (no cut-and-paste)."""
+    return f"job:{jid}:{dc}"
+
+
+def encode_job(job: JobEnvelope, signer: Signer,
+               payload_keys: Mapping[str, PayloadKey] | None = None) -> dict[str, bytes]:
+    """Stream entry fields: ``b`` signed body, ``s`` signature, ``k`` key id.
+
+    With ``payload_keys`` ({dc: key}) the load travels only encrypted, once per DC
+    (``load_enc``); DCs without a key cannot read the job.
+    """
+    doc: dict[str, Any] = {
+        "v": job.version,
+        "kind": "job",
+        "jid": job.jid,
+        "origin": job.origin,
+        "issued_at": job.issued_at,
+        "expires_at": job.expires_at,
+        "kid": signer.key_id,
+    }
+    if payload_keys:
+        plain = pack(job.load)
+        doc["load_enc"] = {dc: wrap(key, plain, job_aad(job.jid, dc)) for dc, key in payload_keys.items()}
+    else:
+        doc["load"] = job.load
+    body = pack(doc)
     return {"b": body, "s": signer.sign(body), "k": signer.key_id.encode()}
 
 
@@ -178,8 +192,12 @@ def _field(fields: Mapping[Any, Any], name: str) -> bytes:
 
 
 @_boundary
-def decode_job(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, now: float, skew: float) -> JobEnvelope:
-    """Verify and decode a job stream entry.  Signature first, then structure, then issue time."""
+def decode_job(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, now: float, skew: float,
+               dc: str | None = None, payload_key: PayloadKey | None = None) -> JobEnvelope:
+    """Verify and decode a job stream entry.  Signature first, then structure, then issue time.
+
+    ``dc``/``payload_key``: this DC's name and shared key when loads are encrypted.
+    """
     _require(isinstance(fields, Mapping), "malformed", "entry is not a mapping")
     body = _field(fields, "b")
     _require(len(body) <= max_bytes, "too_large", f"{len(body)} bytes > {max_bytes}")
@@ -198,7 +216,17 @@ def decode_job(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, no
     origin = _str(doc, "origin", NAME_RE)
     issued_at = _num(doc, "issued_at")
     expires_at = _num(doc, "expires_at")
-    load = doc.get("load")
+    if "load_enc" in doc:
+        encrypted = doc.get("load_enc")
+        _require(isinstance(encrypted, dict), "malformed", "load_enc must be a map")
+        _require(payload_key is not None, "no_payload_key", "the job is encrypted and this DC has no payload_key")
+        blob = encrypted.get(dc)
+        _require(isinstance(blob, bytes), "not_for_this_dc", f"the job carries no load for DC {dc}")
+        assert payload_key is not None
+        load = unpack(unwrap(payload_key, blob, job_aad(jid, str(dc))), max_bytes)
+    else:
+        _require(payload_key is None, "unencrypted", "payload_key is set but the job's load is in clear")
+        load = doc.get("load")
     _require(isinstance(load, dict), "malformed", "load must be a map")
     _validate_load(load, jid)
     _require(issued_at <= now + skew, "from_future", f"issued {issued_at - now:.0f}s in the future")

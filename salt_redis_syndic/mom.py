@@ -22,6 +22,7 @@ from typing import Any, Mapping, Protocol
 
 from .completeness import Abandon, Announce, Overdue, ReleaseBarrier, Store
 from .config import Settings
+from .confidential import batch_aad, is_wrapped, payload_keys, unwrap
 from .dckeys import DcKeyring, read_status
 from .deadletter import DeadLetters
 from .envelope import Ack, DcStatus, JobEnvelope, Return, decode_batch, encode_job, make_job, unseal
@@ -58,6 +59,7 @@ class JobPublisher:
         self.settings = settings
         self.bus = bus
         self.signer = signer
+        self.payload_keys = payload_keys(settings.dc_payload_keys, "dc_payload_keys")
         self.published = published
         self.counters = counters
         self.stop = stop
@@ -89,7 +91,7 @@ class JobPublisher:
             if not pending:
                 continue
             try:
-                stream.append([encode_job(job, self.signer) for job in pending])
+                stream.append([encode_job(job, self.signer, self.payload_keys) for job in pending])
             except TRANSIENT as err:
                 self.counters.inc("reconnects")
                 self._rl.log(logging.WARNING, "xadd",
@@ -128,6 +130,7 @@ class Collector:
                  counters: Counters, stop: threading.Event, gauges: Gauges | None = None, *,
                  keyring: DcKeyring) -> None:
         self.keyring = keyring
+        self.payload_keys = payload_keys(settings.dc_payload_keys, "dc_payload_keys")
         self.settings = settings
         self.bus = bus
         self.cache = cache
@@ -259,6 +262,11 @@ class Collector:
         try:
             body, sig, kid = unseal(raw, self.settings.max_entry_bytes)
             signer_dc = self.keyring.verify(kid, sig, body)  # before parsing anything else
+            key = self.payload_keys.get(signer_dc)
+            if key is not None:
+                body = unwrap(key, body, batch_aad(signer_dc))
+            elif is_wrapped(body):
+                raise RejectedEntry("no_payload_key", f"DC {signer_dc} encrypts its uplink; set dc_payload_keys:{signer_dc}")
             decoded = decode_batch(body, self.settings.max_entry_bytes)
             if decoded.dc != signer_dc:
                 raise RejectedEntry("wrong_dc", f"batch names DC {decoded.dc!r} but is signed by {signer_dc!r}")

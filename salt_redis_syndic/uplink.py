@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 from .config import Settings
 from .envelope import DcStatus, encode_batch, is_trimmed, seal
 from .runtime import Backoff, Counters, Gauges, RateLimitedLog
+from .confidential import batch_aad, load_payload_key, wrap
 from .signing import Signer
 from .spool import Spool, SpoolFile
 from .transport.connection import TRANSIENT, describe_error, make_client
@@ -102,6 +103,7 @@ class Shipper:
                  bus: Bus | None = None, *, signer: Signer) -> None:
         assert settings.dc is not None
         self.signer = signer
+        self.payload_key = load_payload_key(settings.payload_key, "payload_key") if settings.payload_key else None
         self.settings = settings
         self.dc = settings.dc
         self.spool = spool
@@ -174,7 +176,10 @@ class Shipper:
         if by_mom:
             pipe = client.pipeline(transaction=False)
             for mom, messages in by_mom.items():
-                pipe.lpush(self.keys.uplink(mom), seal(encode_batch(self.dc, messages), self.signer))
+                body = encode_batch(self.dc, messages)
+                if self.payload_key is not None:  # returns can carry secrets
+                    body = wrap(self.payload_key, body, batch_aad(self.dc))
+                pipe.lpush(self.keys.uplink(mom), seal(body, self.signer))
             pipe.execute()
         self.spool.remove(taken)
         self.counters.inc("uplink_messages", count)

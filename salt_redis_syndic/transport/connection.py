@@ -66,6 +66,11 @@ def _sentinel_client(settings: RedisSettings, kwargs: dict[str, Any]) -> redis.R
     sentinel_kwargs = {k: v for k, v in kwargs.items()
                        if k in ("socket_timeout", "socket_connect_timeout", "ssl", "ssl_ca_certs",
                                 "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")}
+    # Sentinels have their own credentials (requirepass / ACL users in sentinel.conf).
+    if settings.sentinel_username:
+        sentinel_kwargs["username"] = settings.sentinel_username
+    if settings.sentinel_password:
+        sentinel_kwargs["password"] = settings.sentinel_password
     sentinel = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs, **kwargs)
     return sentinel.master_for(target.service, redis_class=redis.Redis, db=target.db, **kwargs)
 

@@ -25,7 +25,12 @@ pytestmark = pytest.mark.functional
 
 
 @pytest.fixture
-def sentinel_setup(redis_server_factory, tmp_path: Path):
+def sentinel_password():
+    return None
+
+
+@pytest.fixture
+def sentinel_setup(redis_server_factory, tmp_path: Path, sentinel_password):
     primary = redis_server_factory()
     replica = redis_server_factory(extra_args=("--replicaof", "127.0.0.1", str(primary.port)))
     port = free_tcp_port()
@@ -35,11 +40,12 @@ def sentinel_setup(redis_server_factory, tmp_path: Path):
         f"sentinel monitor lab 127.0.0.1 {primary.port} 1\n"
         "sentinel down-after-milliseconds lab 1000\n"
         "sentinel failover-timeout lab 5000\n"
+        + (f"requirepass {sentinel_password}\n" if sentinel_password else "")
     )
     proc = subprocess.Popen([find_script("redis-server"), str(conf), "--sentinel"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        sentinel = redis.Redis(port=port, socket_timeout=1)
+        sentinel = redis.Redis(port=port, socket_timeout=1, password=sentinel_password)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
@@ -57,9 +63,9 @@ def sentinel_setup(redis_server_factory, tmp_path: Path):
         proc.wait(timeout=10)
 
 
-def settings(url: str, tmp_path: Path):
+def settings(url: str, tmp_path: Path, **extra):
     return load_settings({"id": "mom", "cachedir": str(tmp_path), "pki_dir": str(tmp_path)},
-                         {"role": "mom", "redis_url": url, "socket_timeout": 1, "connect_timeout": 1})
+                         {"role": "mom", "redis_url": url, "socket_timeout": 1, "connect_timeout": 1, **extra})
 
 
 def test_sentinel_url_parsing_and_validation(tmp_path):
@@ -97,3 +103,17 @@ def test_client_follows_a_failover(sentinel_setup, tmp_path):
     bodies = [fields[b"b"] for _, fields in stream.read("0-0", 10, None)]
     assert bodies == [b"before", b"after"]
     assert replica.client().info("replication")["role"] == "master"
+
+
+@pytest.mark.parametrize("sentinel_password", ["sentinel-secret"])
+def test_sentinel_with_its_own_password(sentinel_setup, tmp_path, sentinel_password):
+    primary, _, sentinel_port = sentinel_setup
+    url = f"redis+sentinel://127.0.0.1:{sentinel_port}/lab/0"
+    with pytest.raises(redis.exceptions.RedisError):
+        make_client(settings(url, tmp_path).redis).ping()  # the sentinel refuses an unauthenticated query
+    s = settings(url, tmp_path, sentinel_password=sentinel_password)
+    assert "sentinel-secret" not in repr(s)
+    client = make_client(s.redis)
+    assert client.ping() is True
+    JobStream(client, "redis_syndic:jobs", 100).append([{"b": b"x", "s": b"s", "k": b"k"}])
+    assert primary.client().xlen("redis_syndic:jobs") == 1
