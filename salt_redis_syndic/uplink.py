@@ -70,9 +70,10 @@ class Bus(Protocol):
 class SpoolWatch:
     """Spool depth samples -> ``growing`` / ``drained`` transitions for operators.
 
-    ``growing`` when the depth reaches ``threshold`` (at most once per ``interval``: a spool
-    that keeps filling and draining does not flood the bus), then ``drained`` once it is
-    back to 0.  In between the spool counts as growing whatever its depth.
+    ``growing`` when the depth is at or above ``threshold`` on two samples in a row (a file
+    caught between its write and its shipment is not an outage), at most once per
+    ``interval`` (a spool that keeps filling and draining does not flood the bus), then
+    ``drained`` once it is back to 0.  In between the spool counts as growing whatever its depth.
     """
 
     def __init__(self, threshold: int, interval: float = 60.0) -> None:
@@ -80,6 +81,7 @@ class SpoolWatch:
         self.interval = interval
         self.growing = False
         self._last_growing = float("-inf")
+        self._above = False
 
     def observe(self, depth: int, now: float) -> str | None:
         if self.growing:
@@ -87,7 +89,10 @@ class SpoolWatch:
                 self.growing = False
                 return "drained"
             return None
-        if depth >= self.threshold and now - self._last_growing >= self.interval:
+        above = depth >= self.threshold
+        confirmed = above and self._above  # above on the previous sample too
+        self._above = above
+        if confirmed and now - self._last_growing >= self.interval:
             self.growing = True
             self._last_growing = now
             return "growing"

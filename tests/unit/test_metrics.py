@@ -167,10 +167,12 @@ def test_serve_on_a_busy_port_logs_and_returns_none(caplog):
 
 def test_spool_watch_fires_growing_once_then_drained_at_zero():
     watch = SpoolWatch(threshold=3, interval=60)
-    assert [watch.observe(d, t) for t, d in enumerate([0, 2, 3, 5, 2, 4, 1])] == [None, None, "growing", None, None, None, None]
+    # 'growing' needs two samples in a row at or above the threshold (3 then 5)
+    assert [watch.observe(d, t) for t, d in enumerate([0, 2, 3, 5, 2, 4, 1])] == [None, None, None, "growing", None, None, None]
     assert watch.observe(0, 10) == "drained"
-    assert watch.observe(3, 20) is None  # within the interval of the last 'growing': rate-limited
+    assert watch.observe(3, 20) is None and watch.observe(4, 21) is None  # rate-limited: within the interval
     assert watch.observe(3, 70) == "growing"
+    assert SpoolWatch(threshold=1).observe(1, 0) is None  # one file between write and shipment: no alarm
 
 
 class FakeBus:
@@ -195,6 +197,8 @@ def test_shipper_fires_spool_events_on_its_bus_and_reports_them(tmp_path):
     spool.append([{"t": "ret"}])
     assert shipper.watch_spool(force=True) == 1 and bus.events == []
     spool.append([{"t": "ret"}])
+    shipper.watch_spool(force=True)
+    assert bus.events == []  # at the threshold once: not yet an outage
     shipper.watch_spool(force=True)
     assert bus.events == [("redis_syndic/spool/east/growing", {"dc": "east", "spool_depth": 2, "spool_warn_depth": 2})]
     assert gauges.get("spool_growing") == 1 and gauges.get("spool_depth") == 2
