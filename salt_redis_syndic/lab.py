@@ -168,18 +168,20 @@ class LabTimeout(LabError):
 
 
 def wait_until(
-    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.2
-) -> None:
-    """Poll ``predicate`` until true; raise :class:`LabTimeout` naming ``what`` on timeout.
+    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2
+) -> Any:
+    """Poll ``predicate`` until it returns something true, and return that.
 
+    Raises :class:`LabTimeout` naming ``what`` (and the last value seen) on timeout.
     ``predicate`` may itself raise :class:`LabError` to abort early (a daemon died).
     """
     deadline = time.monotonic() + timeout
     while True:
-        if predicate():
-            return
+        last = predicate()
+        if last:
+            return last
         if time.monotonic() >= deadline:
-            raise LabTimeout(f"timed out after {timeout:.0f}s waiting for {what}")
+            raise LabTimeout(f"timed out after {timeout:.0f}s waiting for {what}; last value: {last!r:.500}")
         time.sleep(interval)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from salt_redis_syndic.envelope import encode_job, make_job
-from salt_redis_syndic.lab import Lab, parse_json_output
+from salt_redis_syndic.lab import Lab, parse_json_output, wait_until as wait_for
 from salt_redis_syndic.signing import load_or_create_signer
 
 pytestmark = pytest.mark.integration
@@ -33,16 +33,6 @@ def cli(lab: Lab, *args: str, timeout: float = 90) -> dict[str, Any]:
     result = lab.salt(*args, "--out=json", "--static", timeout=timeout)
     return parse_json_output(result.stdout, result)
 
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
 def all_returns(lab: Lab, jid: str):

@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
-from salt_redis_syndic.lab import Lab, parse_json_output
+from salt_redis_syndic.lab import Lab, parse_json_output, wait_until as wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,16 +40,6 @@ def healed(faulty: Lab):
     for dc in faulty.dcs:
         faulty.link(dc).heal()
 
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
 def job_report(lab: Lab, jid: str) -> dict[str, Any]:

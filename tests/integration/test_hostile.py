@@ -17,7 +17,7 @@ import salt.utils.jid
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from salt_redis_syndic.envelope import encode_batch, encode_job, make_job, pack, seal
-from salt_redis_syndic.lab import Lab, parse_json_output
+from salt_redis_syndic.lab import Lab, parse_json_output, wait_until as wait_for
 from salt_redis_syndic.signing import Signer, load_or_create_signer
 
 pytestmark = pytest.mark.integration
@@ -31,16 +31,6 @@ def bridged(lab: Lab) -> Lab:
     lab.wait_bridge(timeout=90)
     return lab
 
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
 def a_load(fun: str = "test.echo", arg: list[Any] | None = None) -> dict[str, Any]:

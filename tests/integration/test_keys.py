@@ -10,21 +10,11 @@ import time
 
 import pytest
 
-from salt_redis_syndic.lab import Lab, parse_json_output
+from salt_redis_syndic.lab import Lab, parse_json_output, wait_until as wait_for
 from salt_redis_syndic.signing import load_or_create_signer
 
 pytestmark = pytest.mark.integration
 
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
 def run_json(lab: Lab, *args: str):

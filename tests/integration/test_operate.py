@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from salt_redis_syndic.lab import Lab, free_tcp_port
+from salt_redis_syndic.lab import Lab, free_tcp_port, wait_until as wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -44,16 +44,6 @@ def ops_lab(ports: dict[str, int]) -> Iterator[Lab]:
     finally:
         lab.stop()
 
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
 def status(lab: Lab) -> dict[str, Any]:

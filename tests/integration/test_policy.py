@@ -8,25 +8,14 @@ never sees the job) and reports ``refused`` upward, which ``redis_syndic.job`` s
 from __future__ import annotations
 
 import re
-import time
-from typing import Any, Callable
+from typing import Callable
 
 import pytest
 
-from salt_redis_syndic.lab import Lab, parse_json_output
+from salt_redis_syndic.lab import Lab, parse_json_output, wait_until as wait_for
 
 pytestmark = pytest.mark.integration
 
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
 def test_west_refuses_cmd_run_east_runs_it_ping_reaches_both(make_lab: Callable[..., Lab]) -> None:
