@@ -117,3 +117,50 @@ def test_sentinel_with_its_own_password(sentinel_setup, tmp_path, sentinel_passw
     assert client.ping() is True
     JobStream(client, "redis_syndic:jobs", 100).append([{"b": b"x", "s": b"s", "k": b"k"}])
     assert primary.client().xlen("redis_syndic:jobs") == 1
+
+
+def test_sentinel_over_tls(redis_server_factory, tmp_path):
+    """rediss+sentinel://: TLS to the Sentinel and to the primary it names, with a client certificate."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+    from test_tls import issue, make_ca  # the CA helpers of the TLS tests (same directory)
+
+    ca = make_ca(tmp_path, "ca")
+    issue(tmp_path, "server", ca, [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))], ExtendedKeyUsageOID.SERVER_AUTH)
+    issue(tmp_path, "client", ca, [x509.DNSName("redis-syndic")], ExtendedKeyUsageOID.CLIENT_AUTH)
+    tls = {"tls-cert-file": "server.crt", "tls-key-file": "server.key", "tls-ca-cert-file": "ca.crt",
+           "tls-client-cert-file": "client.crt", "tls-client-key-file": "client.key"}
+    tls_args = [a for k, v in tls.items() for a in (f"--{k}", str(tmp_path / v))] + [
+        "--tls-replication", "yes", "--tls-auth-clients", "yes"]
+    primary_tls = free_tcp_port()
+    primary = redis_server_factory(extra_args=("--tls-port", str(primary_tls), *tls_args))
+    port = free_tcp_port()
+    conf = tmp_path / "sentinel-tls.conf"
+    conf.write_text(f"port 0\ntls-port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+                    + "".join(f"{k} {tmp_path / v}\n" for k, v in tls.items())
+                    + "tls-replication yes\ntls-auth-clients yes\n"
+                    + f"sentinel monitor lab 127.0.0.1 {primary_tls} 1\n")
+    proc = subprocess.Popen([find_script("redis-server"), str(conf), "--sentinel"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = f"rediss+sentinel://127.0.0.1:{port}/lab/0"
+        common = {"ssl_ca_certs": str(tmp_path / "ca.crt")}
+        client = make_client(settings(url, tmp_path, ssl_certfile=str(tmp_path / "client.crt"),
+                                      ssl_keyfile=str(tmp_path / "client.key"), **common).redis)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                JobStream(client, "redis_syndic:jobs", 100).append([{"b": b"tls", "s": b"s", "k": b"k"}])
+                break
+            except (*TRANSIENT, redis.RedisError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        assert primary.client().xlen("redis_syndic:jobs") == 1  # written over TLS to the primary the Sentinel named
+        with pytest.raises(redis.RedisError):  # no client certificate: the Sentinel refuses the TLS session
+            make_client(settings(url, tmp_path, **common).redis).ping()
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
