@@ -81,15 +81,7 @@ class Policy:
         funs = fun if isinstance(fun, list) else [fun]
         if not funs:
             return "job names no function"
-        for name in funs:
-            if not isinstance(name, str):
-                return f"function {name!r} is not a string"
-            denied = _first_match(name, self.deny_functions)
-            if denied is not None:
-                return f"function {name!r} is denied by deny_functions ({denied!r})"
-            if self.allow_functions is not None and _first_match(name, self.allow_functions) is None:
-                return f"function {name!r} is not in allow_functions"
-        return None
+        return _check_names("function", "functions", funs, self.allow_functions, self.deny_functions)
 
     def _check_targets(self, load: Mapping[str, Any]) -> str | None:
         if self.allow_targets is None and not self.deny_targets:
@@ -101,12 +93,17 @@ class Policy:
         targets = tgt if isinstance(tgt, list) else [tgt]
         if not targets:
             return "job has an empty target"
-        for target in targets:
-            if not isinstance(target, str):
-                return f"target {target!r} is not a string"
-            denied = _first_match(target, self.deny_targets)
-            if denied is not None:
-                return f"target {target!r} is denied by deny_targets ({denied!r})"
-            if self.allow_targets is not None and _first_match(target, self.allow_targets) is None:
-                return f"target {target!r} is not in allow_targets"
-        return None
+        return _check_names("target", "targets", targets, self.allow_targets, self.deny_targets)
+
+
+def _check_names(what: str, option: str, names: list[Any], allow: Any, deny: Any) -> str | None:
+    """The refusal reason for the first name that is denied or not allowed (deny wins)."""
+    for name in names:
+        if not isinstance(name, str):
+            return f"{what} {name!r} is not a string"
+        denied = _first_match(name, deny)
+        if denied is not None:
+            return f"{what} {name!r} is denied by deny_{option} ({denied!r})"
+        if allow is not None and _first_match(name, allow) is None:
+            return f"{what} {name!r} is not in allow_{option}"
+    return None
