@@ -117,3 +117,19 @@ def test_dc_engine_killed_mid_burst_is_restarted_and_loses_nothing(faulty: Lab) 
         os.kill(proc.pid, signal.SIGKILL)
     jids += publish(faulty, 2)
     assert_exactly_once(faulty, jids, timeout=150)
+
+
+def test_job_that_expires_while_its_dc_is_cut_off_is_reported_never_run(make_lab) -> None:
+    lab: Lab = make_lab(dc_links=True, minions_per_dc=1, mom_bridge={"job_ttl": 5}, dc_bridge={"clock_skew": 0})
+    lab.wait_bridge(timeout=90)
+    lab.link("east").cut()
+    jid = lab.salt_async("*", "cmd.run", "echo {{ opts['id'] }} >> {{ opts['root_dir'] }}/expiry.txt", "template=jinja")
+    wait_for(lambda: set(lab.mom_job_returns(jid)) == {"west-m1"}, 60, "west's return")
+    time.sleep(8)  # past job_ttl while east cannot read the stream
+    lab.link("east").heal()
+    report = wait_for(lambda: (lambda r: r if r.get("east", {}).get("status") == "expired" else None)(job_report(lab, jid)),
+                      60, "east reporting the job expired")
+    assert report["west"]["returned"] == ["west-m1"]
+    assert not lab.minion_file("east-m1", "expiry.txt").exists()
+    assert lab.job_returns("east", jid) == {}
+    assert f"redis_syndic: job {jid} was not run on DC east: expired" in lab.log("mom")
