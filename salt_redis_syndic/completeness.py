@@ -80,6 +80,10 @@ class ReleaseBarrier(Generic[T]):
         job.touched = now
         return job
 
+    def knows(self, jid: str) -> bool:
+        """True once ``jid`` has state here (its acks recorded before a restart are then moot)."""
+        return jid in self._jobs
+
     def published(self, jid: str, live_dcs: set[str], now: float) -> None:
         """The MoM published ``jid``: start waiting for the DCs alive right now."""
         self._job(jid, live_dcs, now)

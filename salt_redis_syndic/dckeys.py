@@ -127,9 +127,6 @@ class DcKeyring:
         if self._dir_stamp() != self._stamp or time.monotonic() - self._loaded_at > self.reload_interval:
             self.reload()
 
-    def is_accepted(self, dc: str) -> bool:
-        return any(name == dc for name, _ in self._by_kid.values())
-
     # -- announcements and operator actions -------------------------------------------------
     def note_announced(self, dc: str, pem: str) -> bool:
         """Record a key a DC announced through Redis as pending.  True if it is new."""

@@ -1,7 +1,7 @@
 """Dead-letter place for rejected entries: a local directory (always) and a capped Redis list.
 
 A rejected entry is never run and never silently dropped: it is kept with its reason so an
-operator can see what was attempted (``salt-run redis_syndic.deadletters``).
+operator can see what was attempted (``<state_dir>/deadletter/`` and the ``<ns>:deadletter`` list).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 import time
 from typing import Any, Callable, Mapping
 
+import msgpack
 import redis
 
 from .envelope import pack
@@ -44,6 +45,18 @@ class DeadLetters:
         self.key = key
         self.max_entries = max_entries
         self._client = client
+
+    def local(self) -> list[dict[str, Any]]:
+        """The records kept in the local directory, oldest first."""
+        try:
+            names = sorted(os.listdir(self.directory))
+        except FileNotFoundError:
+            return []
+        out = []
+        for name in names:
+            with open(os.path.join(self.directory, name), "rb") as fh:
+                out.append(msgpack.unpackb(fh.read(), raw=False))
+        return out
 
     def add(self, source: str, entry_id: str, reason: str, detail: str, raw: Any) -> None:
         record = pack({"at": time.time(), "source": source, "entry_id": entry_id, "reason": reason,

@@ -87,7 +87,8 @@ def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event,
     if settings.is_mom:
         from .ledger import MomLedger
         from .dckeys import DcKeyring, dc_keys_dir
-        from .mom import Collector, JobPublisher, ledger_path
+        from .ledger import ledger_file
+        from .mom import Collector, JobPublisher
         from .signing import load_or_create_signer
 
         signer = load_or_create_signer(settings.signing_key)
@@ -100,7 +101,7 @@ def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event,
 
         def collect_loop() -> None:
             Collector(settings, salt_adapter.MasterBus(opts, listen=False), salt_adapter.JobCache(opts),
-                      MomLedger(ledger_path(settings)), published, _deadletters(settings), counters, stop,
+                      MomLedger(ledger_file(settings.state_dir, "mom")), published, _deadletters(settings), counters, stop,
                       gauges=gauges, keyring=keyring).run()
 
         return {"publish": publish_loop, "collect": collect_loop}

@@ -27,7 +27,7 @@ from .dckeys import DcKeyring, read_status
 from .deadletter import DeadLetters
 from .envelope import Ack, DcStatus, JobEnvelope, Return, decode_batch, encode_job, make_job, unseal
 from .errors import RejectedEntry
-from .ledger import MomLedger, ledger_file
+from .ledger import MomLedger
 from .runtime import Backoff, Counters, Gauges, RateLimitedLog
 from .signing import Signer
 from .transport.connection import TRANSIENT, describe_error, make_client
@@ -279,18 +279,21 @@ class Collector:
         now = time.time()
         actions = []
         for msg in decoded.messages:
+            acked = self._acks_before(msg.jid)
             if isinstance(msg, Ack):
-                acked = set(self.ledger.acks(msg.jid))
                 if not self.ledger.record_ack(msg.jid, msg.dc, msg.status, msg.minions, msg.reason):
                     self.counters.inc("acks_duplicate")
                 actions += self.barrier.ack(msg.jid, msg.dc, self.live_dcs, now, acked)
             else:
                 batch.remaining += 1
-                acked = set(self.ledger.acks(msg.jid))
                 actions += self.barrier.add_return(msg.jid, msg.dc, _HeldReturn(msg, batch), self.live_dcs, now, acked)
         self.execute(actions)
         if batch.remaining == 0:
             self._done(batch)
+
+    def _acks_before(self, jid: str) -> set[str] | None:
+        """DCs that acked ``jid`` before the barrier knew it (a MoM restart); read only then."""
+        return None if self.barrier.knows(jid) else set(self.ledger.acks(jid))
 
     # -- outputs ---------------------------------------------------------------------------
     def execute(self, actions: list[Any]) -> None:
@@ -370,6 +373,3 @@ class Collector:
         self._next_prune = now + 3600
         self.ledger.prune(now - max(86400.0, 2 * self.settings.job_ttl))
 
-
-def ledger_path(settings: Settings) -> str:
-    return ledger_file(settings.state_dir, "mom")

@@ -108,13 +108,7 @@ class Env:
         return out
 
     def deadletters(self):
-        if not os.path.isdir(self.deadletter_dir):
-            return []
-        out = []
-        for name in sorted(os.listdir(self.deadletter_dir)):
-            with open(os.path.join(self.deadletter_dir, name), "rb") as fh:
-                out.append(msgpack.unpackb(fh.read(), raw=False))
-        return out
+        return DeadLetters(self.deadletter_dir, "redis_syndic:deadletter", 100, None).local()
 
 
 @pytest.fixture
