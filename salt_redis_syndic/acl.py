@@ -33,7 +33,7 @@ def dc_rules(namespace: str, dc: str, moms: list[str]) -> list[str]:
         "resetkeys", "resetchannels", "-@all", *_CONNECTION,
         f"%R~{keys.jobs}", *uplinks, f"~{keys.status(dc)}", f"%W~{keys.dckey(dc)}", f"%W~{keys.dcs}",
         f"%W~{keys.deadletter}", *[f"%R~{keys.confirm(mom, dc)}" for mom in moms],
-        "+xread", "+xrevrange", "+lpush", "+ltrim", "+set", "+sadd", "+get",
+        "+xread", "+xrange", "+xrevrange", "+lpush", "+ltrim", "+set", "+sadd", "+get",
     ]
 
 

@@ -28,6 +28,7 @@ from .signing import Verifier
 from .spool import Spool
 from .transport.connection import TRANSIENT, describe_error, make_client
 from .transport.keys import Keys
+from .reconcile import stream_id_key
 from .transport.stream import JobStream
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class JobConsumer:
         self.joined_at = ledger.joined_at()
         self._reacked: dict[str, float] = {}
         self._next_prune = 0.0
+        self._next_gap_check = 0.0
+        self._gap_reported: str | None = None
         self._rl = RateLimitedLog(log)
 
     # -- loop ------------------------------------------------------------------------------
@@ -87,6 +90,7 @@ class JobConsumer:
                     self.cursor = stream.last_id()
                     self.ledger.set_cursor(self.cursor)
                     log.info("redis_syndic: DC %s starts reading the job stream after %s", self.dc, self.cursor)
+                self.check_gap(stream)
                 entries = stream.read(self.cursor, count=100, block_ms=self.settings.block_ms)
                 if backoff.failing:
                     log.warning("redis_syndic: job stream reachable again at %s", read_settings.safe_url)
@@ -104,6 +108,26 @@ class JobConsumer:
                 self.cursor = entry_id
                 self.ledger.set_cursor(entry_id)
             self.prune()
+
+    def check_gap(self, stream: JobStream) -> None:
+        """Say so, once per gap, when the stream now starts after our cursor (checked every minute).
+
+        Entries between the two were trimmed (``stream_maxlen``) or lost by Redis before this
+        DC read them; the MoM appends again the unexpired jobs this DC does not acknowledge.
+        """
+        now = time.monotonic()
+        if now < self._next_gap_check:
+            return
+        self._next_gap_check = now + 60
+        first = stream.first_id()
+        if first is None or stream_id_key(first) <= stream_id_key(self.cursor) or first == self._gap_reported:
+            return
+        self._gap_reported = first
+        self.counters.inc("stream_gaps")
+        log.warning("redis_syndic: the job stream now starts at %s, after DC %s's cursor %s: entries it had not read "
+                    "may have been trimmed (stream_maxlen) or lost by Redis; the MoM sends unexpired jobs again "
+                    "when this DC does not acknowledge them", first, self.dc, self.cursor)
+        self.bus.fire({"dc": self.dc, "cursor": self.cursor, "first": first}, f"redis_syndic/stream/{self.dc}/gap")
 
     def prune(self) -> None:
         """Bound the dedupe memory: forget settled jids long past any job's expiry.

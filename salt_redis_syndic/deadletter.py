@@ -2,6 +2,8 @@
 
 A rejected entry is never run and never silently dropped: it is kept with its reason so an
 operator can see what was attempted (``<state_dir>/deadletter/`` and the ``<ns>:deadletter`` list).
+Both keep the newest ``deadletter_max`` records: a flood of hostile entries must not fill the
+master's disk; pruning the local directory is logged.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class DeadLetters:
         self.key = key
         self.max_entries = max_entries
         self._client = client
+        self._local_count: int | None = None  # files in the directory, counted once then tracked
 
     def local(self) -> list[dict[str, Any]]:
         """The records kept in the local directory, oldest first."""
@@ -58,6 +61,25 @@ class DeadLetters:
                 out.append(msgpack.unpackb(fh.read(), raw=False))
         return out
 
+    def _bound_local(self) -> None:
+        """Keep the newest ``max_entries`` files; prune in steps of 10 % (one listdir per step)."""
+        if self._local_count is None:
+            self._local_count = len(os.listdir(self.directory))
+        else:
+            self._local_count += 1
+        if self._local_count <= self.max_entries + max(1, self.max_entries // 10):
+            return
+        names = sorted(os.listdir(self.directory))
+        extra = names[:max(0, len(names) - self.max_entries)]
+        for name in extra:
+            try:
+                os.unlink(os.path.join(self.directory, name))
+            except FileNotFoundError:
+                pass
+        self._local_count = len(names) - len(extra)
+        log.warning("redis_syndic: dead-letter directory %s reached deadletter_max (%d): removed the %d oldest "
+                    "record(s)", self.directory, self.max_entries, len(extra))
+
     def add(self, source: str, entry_id: str, reason: str, detail: str, raw: Any) -> None:
         record = pack({"at": time.time(), "source": source, "entry_id": entry_id, "reason": reason,
                        "detail": detail, "raw": _trim(raw)})
@@ -66,6 +88,7 @@ class DeadLetters:
             name = f"{time.time_ns():020d}-{reason}.mp"
             with open(os.path.join(self.directory, name), "wb") as fh:
                 fh.write(record)
+            self._bound_local()
         except OSError as err:
             log.error("redis_syndic: cannot write dead letter to %s: %s", self.directory, err.strerror)
         if self._client is None:

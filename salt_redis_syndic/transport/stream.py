@@ -51,6 +51,11 @@ class JobStream:
         """Whether the entry ``entry_id`` is still in the stream (not lost, not trimmed)."""
         return bool(entry_id) and bool(self._client.xrange(self.key, min=entry_id, max=entry_id, count=1))
 
+    def first_id(self) -> str | None:
+        """Id of the oldest entry still in the stream (None when it is empty or missing)."""
+        oldest = self._client.xrange(self.key, count=1)
+        return _sid(oldest[0][0]) if oldest else None
+
     def last_id(self) -> str:
         """Id of the newest entry, ``0-0`` when the stream is empty or missing."""
         newest = self._client.xrevrange(self.key, count=1)

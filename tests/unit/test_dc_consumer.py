@@ -319,3 +319,25 @@ def test_stopping_while_retrying_leaves_the_claim_pending(env):
     assert len(env.publisher.calls) == 1
     assert env.acks() == []
     assert env.ledger.pending() == [(JID, "mom1")]  # resolved by _recover at the next start
+
+
+class _Stream:
+    def __init__(self, first):
+        self.first = first
+
+    def first_id(self):
+        return self.first
+
+
+def test_stream_starting_after_the_cursor_is_reported_once(env):
+    env.consumer.cursor = "1000-0"
+    env.consumer.check_gap(_Stream("900-0"))  # the stream still holds what we read: fine
+    env.consumer._next_gap_check = 0.0
+    env.consumer.check_gap(_Stream(None))  # empty stream: nothing to say
+    assert env.bus.events == []
+    env.consumer._next_gap_check = 0.0
+    env.consumer.check_gap(_Stream("2000-0"))
+    env.consumer._next_gap_check = 0.0
+    env.consumer.check_gap(_Stream("2000-0"))  # the same gap: once
+    assert [t for t, _ in env.bus.events] == ["redis_syndic/stream/east/gap"]
+    assert env.counters.snapshot()["stream_gaps"] == 1
