@@ -110,6 +110,11 @@ class JobConsumer:
         except RejectedEntry as rej:
             self.reject(entry_id, rej, fields)
             return
+        if not job.addressed_to(self.dc):
+            # Addressed to other DCs: not run, not claimed, not acked (the MoM does not wait for us).
+            self.counters.inc("jobs_not_addressed")
+            log.debug("redis_syndic: job %s is for DC(s) %s, not %s; skipped", job.jid, ", ".join(job.dcs or ()), self.dc)
+            return
         is_new, status = self.ledger.claim(job.jid, job.origin)
         if not is_new:
             if status == "pending":

@@ -143,16 +143,25 @@ class JobEnvelope:
     expires_at: float
     key_id: str = ""
     version: int = VERSION
+    # The DCs this job is addressed to (signed); None: every DC (and every envelope older than the field).
+    dcs: tuple[str, ...] | None = None
 
     def is_expired(self, now: float, skew: float) -> bool:
         return now > self.expires_at + skew
 
+    def addressed_to(self, dc: str) -> bool:
+        return self.dcs is None or dc in self.dcs
 
-def make_job(load: Mapping[str, Any], origin: str, ttl: float, now: float | None = None) -> JobEnvelope:
+
+MAX_DCS = 1000
+
+
+def make_job(load: Mapping[str, Any], origin: str, ttl: float, now: float | None = None,
+             dcs: tuple[str, ...] | None = None) -> JobEnvelope:
     """Wrap the MoM publish load, keeping only the fields a DC master needs."""
     now = time.time() if now is None else now
     clean = {k: load[k] for k in LOAD_FIELDS if k in load}
-    return JobEnvelope(jid=str(load["jid"]), load=clean, origin=origin, issued_at=now, expires_at=now + ttl)
+    return JobEnvelope(jid=str(load["jid"]), load=clean, origin=origin, issued_at=now, expires_at=now + ttl, dcs=dcs)
 
 
 def job_aad(jid: str, dc: str) -> str:
@@ -176,9 +185,12 @@ def encode_job(job: JobEnvelope, signer: Signer,
         "expires_at": job.expires_at,
         "kid": signer.key_id,
     }
+    if job.dcs is not None:
+        doc["dcs"] = list(job.dcs)
     if payload_keys:
         plain = pack(job.load)
-        doc["load_enc"] = {dc: wrap(key, plain, job_aad(job.jid, dc)) for dc, key in payload_keys.items()}
+        doc["load_enc"] = {dc: wrap(key, plain, job_aad(job.jid, dc)) for dc, key in payload_keys.items()
+                           if job.addressed_to(dc)}
     else:
         doc["load"] = job.load
     body = pack(doc)
@@ -216,6 +228,16 @@ def decode_job(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, no
     origin = _str(doc, "origin", NAME_RE)
     issued_at = _num(doc, "issued_at")
     expires_at = _num(doc, "expires_at")
+    dcs: tuple[str, ...] | None = None
+    if "dcs" in doc:
+        raw_dcs = doc.get("dcs")
+        _require(isinstance(raw_dcs, list) and 0 < len(raw_dcs) <= MAX_DCS, "malformed", "dcs must be a non-empty list")
+        dcs = tuple(_str_list(doc, "dcs", NAME_RE))
+        if dc is not None and dc not in dcs:
+            # Not for this DC: its load is neither decrypted nor parsed (the caller skips the job).
+            _require(issued_at <= now + skew, "from_future", f"issued {issued_at - now:.0f}s in the future")
+            return JobEnvelope(jid=jid, load={}, origin=origin, issued_at=issued_at, expires_at=expires_at,
+                               key_id=kid, dcs=dcs)
     if "load_enc" in doc:
         encrypted = doc.get("load_enc")
         _require(isinstance(encrypted, dict), "malformed", "load_enc must be a map")
@@ -232,7 +254,8 @@ def decode_job(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, no
     _require(issued_at <= now + skew, "from_future", f"issued {issued_at - now:.0f}s in the future")
     _require(expires_at >= issued_at, "malformed", "expires before it was issued")
     # Expiry is the caller's to act on: an expired job is verified, then reported, never run.
-    return JobEnvelope(jid=jid, load=load, origin=origin, issued_at=issued_at, expires_at=expires_at, key_id=kid)
+    return JobEnvelope(jid=jid, load=load, origin=origin, issued_at=issued_at, expires_at=expires_at, key_id=kid,
+                       dcs=dcs)
 
 
 def _validate_load(load: Mapping[str, Any], jid: str) -> None:

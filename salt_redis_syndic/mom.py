@@ -30,6 +30,7 @@ from .errors import RejectedEntry
 from .ledger import MomLedger
 from .runtime import Backoff, Counters, Gauges, RateLimitedLog
 from .signing import Signer
+from .targeting import BadTarget, dcs_from_load, is_relayed
 from .transport.connection import TRANSIENT, describe_error, make_client
 from .transport.keys import Keys
 from .transport.queue import UplinkQueue
@@ -54,7 +55,7 @@ class Cache(Protocol):
 class JobPublisher:
     """The ``publish`` loop: MoM event bus -> signed entries on the job stream."""
 
-    def __init__(self, settings: Settings, bus: Bus, signer: Signer, published: "queue.Queue[tuple[str, float]]",
+    def __init__(self, settings: Settings, bus: Bus, signer: Signer, published: "queue.Queue[tuple[Any, ...]]",
                  counters: Counters, stop: threading.Event) -> None:
         self.settings = settings
         self.bus = bus
@@ -72,7 +73,15 @@ class JobPublisher:
             return None
         load = dict(data)
         load["jid"] = match.group(1)
-        return make_job(load, origin=self.settings.master_id, ttl=self.settings.job_ttl)
+        try:
+            dcs = None if is_relayed(load, self.settings.master_id) else dcs_from_load(load)
+        except BadTarget as err:
+            # Fail closed: a job meant for some DCs must never be widened to all of them.
+            log.error("redis_syndic: job %s (%s) not sent to any DC: %s", load["jid"], load.get("fun"), err)
+            self.counters.inc("jobs_bad_target")
+            self.bus.fire({"jid": load["jid"], "reason": str(err)}, f"redis_syndic/job/{load['jid']}/bad_target")
+            return None
+        return make_job(load, origin=self.settings.master_id, ttl=self.settings.job_ttl, dcs=dcs)
 
     def run(self) -> None:
         client = make_client(self.settings.redis)
@@ -101,8 +110,9 @@ class JobPublisher:
                 continue
             backoff.reset()
             for job in pending:
-                log.info("redis_syndic: job %s (%s) sent to the DCs", job.jid, job.load.get("fun"))
-                self.published.put((job.jid, job.expires_at))
+                log.info("redis_syndic: job %s (%s) sent to %s", job.jid, job.load.get("fun"),
+                         f"DC(s) {', '.join(job.dcs)}" if job.dcs is not None else "the DCs")
+                self.published.put((job.jid, job.expires_at, job.dcs))
             self.counters.inc("jobs_forwarded", len(pending))
             pending = []
 
@@ -126,7 +136,7 @@ class Collector:
     """The ``collect`` loop: uplink list -> native job cache and events on the MoM."""
 
     def __init__(self, settings: Settings, bus: Bus, cache: Cache, ledger: MomLedger,
-                 published: "queue.Queue[tuple[str, float]]", deadletters: DeadLetters,
+                 published: "queue.Queue[tuple[Any, ...]]", deadletters: DeadLetters,
                  counters: Counters, stop: threading.Event, gauges: Gauges | None = None, *,
                  keyring: DcKeyring) -> None:
         self.keyring = keyring
@@ -245,12 +255,21 @@ class Collector:
         now = time.time()
         while True:
             try:
-                jid, expires_at = self.published.get_nowait()
+                jid, expires_at, *rest = self.published.get_nowait()
             except queue.Empty:
                 return
+            addressed = rest[0] if rest and rest[0] is not None else None
             self.ledger.record_published(jid, expires_at)
-            self.barrier.published(jid, self.live_dcs, now)
-            down = sorted(self.known_dcs - self.live_dcs)
+            # Only the DCs a job is addressed to are waited for (the others never see it).
+            live = self.live_dcs if addressed is None else self.live_dcs & set(addressed)
+            self.barrier.published(jid, live, now)
+            if addressed is not None and set(addressed) - self.known_dcs:
+                unknown = sorted(set(addressed) - self.known_dcs)
+                log.warning("redis_syndic: job %s is addressed to DC(s) %s that never sent a heartbeat (typo?)",
+                            jid, ", ".join(unknown))
+                self.bus.fire({"jid": jid, "dcs": unknown}, f"redis_syndic/job/{jid}/unknown_dcs")
+            known = self.known_dcs if addressed is None else self.known_dcs & set(addressed)
+            down = sorted(known - self.live_dcs)
             if down:
                 # Named, not silently missing: the CLI will not wait for these DCs.
                 log.warning("redis_syndic: job %s published while DC(s) %s are down: their minions run it "
