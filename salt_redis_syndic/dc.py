@@ -29,6 +29,7 @@ from .spool import Spool
 from .transport.connection import TRANSIENT, describe_error, make_client
 from .transport.keys import Keys
 from .transport.stream import JobStream
+from .uplink import destinations
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ class JobConsumer:
         return True
 
     def _send_ack(self, ack: Ack, mom: str) -> None:
-        self.spool.append([{**ack.to_wire(), "mom": mom}])
+        self.spool.append([{**ack.to_wire(), "mom": dest} for dest in destinations(self.settings, mom)])
         self.wake_uplink.set()
 
     def reject(self, entry_id: str, rej: RejectedEntry, fields: Mapping[Any, Any]) -> None:

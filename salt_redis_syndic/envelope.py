@@ -326,7 +326,23 @@ class Return:
         return {"t": "ret", "jid": self.jid, "dc": self.dc, "id": self.minion, "load": self.load}
 
 
-UplinkMessage = Ack | Return
+# Forwarded event tags: printable, no NUL or control characters, bounded.
+TAG_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,512}\Z")
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event fired on a DC master's bus that the DC forwards to its MoM(s) (``forward_events``)."""
+
+    dc: str
+    tag: str
+    data: dict[str, Any]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"t": "ev", "dc": self.dc, "tag": self.tag, "data": self.data}
+
+
+UplinkMessage = Ack | Return | Event
 
 
 @dataclass(frozen=True)
@@ -349,8 +365,12 @@ def encode_batch(dc: str, wire_messages: list[dict[str, Any]], now: float | None
 def _decode_message(msg: Any, dc: str) -> UplinkMessage:
     _require(isinstance(msg, dict), "malformed", "message is not a map")
     _require(msg.get("dc") == dc, "wrong_dc", "message names another DC than its batch")
-    jid = _str(msg, "jid", JID_RE)
     kind = msg.get("t")
+    if kind == "ev":  # not bound to a job
+        data = msg.get("data")
+        _require(isinstance(data, dict), "malformed", "event data must be a map")
+        return Event(dc=dc, tag=_str(msg, "tag", TAG_RE), data=data)
+    jid = _str(msg, "jid", JID_RE)
     if kind == "ack":
         status = _str(msg, "status")
         _require(status in ACK_STATUSES, "malformed", f"unknown ack status {status!r}")

@@ -25,8 +25,9 @@ from .config import Settings
 from .confidential import batch_aad, is_wrapped, payload_keys, unwrap
 from .dckeys import DcKeyring, read_status
 from .deadletter import DeadLetters
-from .envelope import Ack, DcStatus, JobEnvelope, Return, decode_batch, encode_job, make_job, unseal
+from .envelope import Ack, DcStatus, Event, JobEnvelope, Return, decode_batch, encode_job, make_job, unseal
 from .errors import RejectedEntry
+from .forwarding import may_fire_original, up_tag
 from .ledger import MomLedger
 from .runtime import Backoff, Counters, Gauges, RateLimitedLog
 from .signing import Signer
@@ -298,6 +299,9 @@ class Collector:
         now = time.time()
         actions = []
         for msg in decoded.messages:
+            if isinstance(msg, Event):
+                self.fire_forwarded(msg)
+                continue
             acked = self._acks_before(msg.jid)
             if isinstance(msg, Ack):
                 if not self.ledger.record_ack(msg.jid, msg.dc, msg.status, msg.minions, msg.reason):
@@ -351,6 +355,13 @@ class Collector:
         log.warning("redis_syndic: job %s was not run on DC %s: %s", jid, dc, status)
         self.counters.inc(f"jobs_{status}")
         self.bus.fire({"jid": jid, "dc": dc, "status": status}, f"redis_syndic/job/{jid}/{status}/{dc}")
+
+    def fire_forwarded(self, event: Event) -> None:
+        """A DC's forwarded event: on this bus under a tag naming the DC (and the original tag if allowed)."""
+        self.counters.inc("events_received")
+        self.bus.fire({"dc": event.dc, "tag": event.tag, "data": event.data}, up_tag(event.dc, event.tag))
+        if self.settings.forward_events_original_tag and may_fire_original(event.tag):
+            self.bus.fire({**event.data, "redis_syndic_dc": event.dc}, event.tag)
 
     def store(self, ret: Return) -> None:
         status, minions = self.ledger.acks(ret.jid).get(ret.dc, ("unknown", []))
