@@ -296,6 +296,7 @@ class Collector:
             return
         for rej, raw_msg in decoded.rejected:
             self.reject("message", rej, raw_msg)
+        self.drain_published()  # a job published a moment ago must be known before its first ack
         now = time.time()
         actions = []
         for msg in decoded.messages:
@@ -303,16 +304,20 @@ class Collector:
                 self.fire_forwarded(msg)
                 continue
             acked = self._acks_before(msg.jid)
+            live = self.live_dcs if acked is None or self.ledger.published_at(msg.jid) is not None else {msg.dc}
             if isinstance(msg, Ack):
                 if not self.ledger.record_ack(msg.jid, msg.dc, msg.status, msg.minions, msg.reason):
                     self.counters.inc("acks_duplicate")
-                actions += self.barrier.ack(msg.jid, msg.dc, self.live_dcs, now, acked)
+                actions += self.barrier.ack(msg.jid, msg.dc, live, now, acked)
             else:
                 batch.remaining += 1
-                actions += self.barrier.add_return(msg.jid, msg.dc, _HeldReturn(msg, batch), self.live_dcs, now, acked)
+                actions += self.barrier.add_return(msg.jid, msg.dc, _HeldReturn(msg, batch), live, now, acked)
         self.execute(actions)
         if batch.remaining == 0:
             self._done(batch)
+
+    # A jid this MoM never published (another MoM's, mirrored here with mirror_returns) waits for
+    # no DC: ``live`` above is then just the sender, so each DC's list is announced as it comes.
 
     def _acks_before(self, jid: str) -> set[str] | None:
         """DCs that acked ``jid`` before the barrier knew it (a MoM restart); read only then."""

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import pytest
 
-from salt_redis_syndic.lab import Lab, find_script, wait_until
+from salt_redis_syndic.lab import Lab, find_script, parse_json_documents, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -39,16 +39,6 @@ def lab() -> Iterator[Lab]:
         the_lab.stop()
 
 
-def json_documents(text: str) -> dict:
-    """``salt --out=json`` without ``--static`` prints one JSON document per minion: merge them."""
-    decoder, merged, index = json.JSONDecoder(), {}, text.find("{")
-    while index != -1:
-        doc, end = decoder.raw_decode(text, index)
-        merged.update(doc)
-        index = text.find("{", end)
-    return merged
-
-
 def test_job_addressed_to_east_does_not_run_in_west(lab: Lab) -> None:
     # Not --static: Salt 3008 runs --static as a 100% batch, which drops --metadata.
     result = lab.salt("--metadata", json.dumps({"redis_syndic": {"dcs": ["east"]}}), "*", "state.apply", "lab.jid",
@@ -56,7 +46,7 @@ def test_job_addressed_to_east_does_not_run_in_west(lab: Lab) -> None:
     match = re.search(r"^jid: (\d{20})", result.stdout, re.MULTILINE)
     assert match, result.stdout + result.stderr
     jid = match.group(1)
-    assert set(json_documents(result.stdout[match.end():])) == {"east-m1"}, result.stdout + result.stderr
+    assert set(parse_json_documents(result.stdout[match.end():])) == {"east-m1"}, result.stdout + result.stderr
     assert lab.minion_jids("east-m1").count(jid) == 1
     assert set(lab.mom_job_returns(jid)) == {"east-m1"}
 
