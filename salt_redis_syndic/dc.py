@@ -155,7 +155,8 @@ class JobConsumer:
         self.counters.inc("jobs_published")
         log.info("redis_syndic: published job %s (%s) from %s to %d minion(s) on DC %s",
                  job.jid, job.load.get("fun"), job.origin, len(minions), self.dc)
-        self._send_ack(Ack(job.jid, self.dc, "published", minions=minions), job.origin)
+        # relay: this DC is also a MoM for DCs below; their minions follow in ack extensions.
+        self._send_ack(Ack(job.jid, self.dc, "published", minions=minions, more=self.settings.relay), job.origin)
         self.ledger.mark(job.jid, "published", minions)
 
     def _recover(self, job: JobEnvelope) -> None:

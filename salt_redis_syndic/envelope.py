@@ -307,10 +307,18 @@ class Ack:
     minions: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     reason: str = ""
+    # Three tiers: a middle master's ack says more minions follow (``more``), and later acks
+    # extend its list (``ext``) with the minions of the DCs below it.
+    ext: bool = False
+    more: bool = False
 
     def to_wire(self) -> dict[str, Any]:
-        return {"t": "ack", "jid": self.jid, "dc": self.dc, "status": self.status,
+        wire = {"t": "ack", "jid": self.jid, "dc": self.dc, "status": self.status,
                 "minions": self.minions, "missing": self.missing, "reason": self.reason}
+        for flag in ("ext", "more"):
+            if getattr(self, flag):
+                wire[flag] = True
+        return wire
 
 
 @dataclass(frozen=True)
@@ -376,8 +384,11 @@ def _decode_message(msg: Any, dc: str) -> UplinkMessage:
         _require(status in ACK_STATUSES, "malformed", f"unknown ack status {status!r}")
         reason = msg.get("reason", "")
         _require(isinstance(reason, str), "malformed", "reason")
+        ext, more = msg.get("ext", False), msg.get("more", False)
+        _require(isinstance(ext, bool) and isinstance(more, bool), "malformed", "ext and more must be booleans")
+        _require(not ext or status == "published", "malformed", "only a published ack can be extended")
         return Ack(jid=jid, dc=dc, status=status, minions=_str_list(msg, "minions", MINION_RE),
-                   missing=_str_list(msg, "missing", MINION_RE), reason=reason[:500])
+                   missing=_str_list(msg, "missing", MINION_RE), reason=reason[:500], ext=ext, more=more)
     if kind == "ret":
         minion = _str(msg, "id", MINION_RE)
         load = msg.get("load")

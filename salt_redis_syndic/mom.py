@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
-from .completeness import Abandon, Announce, Overdue, ReleaseBarrier, Store
+from .completeness import Abandon, Announce, Overdue, ReleaseBarrier, Released, Store
 from .config import Settings
 from .confidential import batch_aad, is_wrapped, payload_keys, unwrap
 from .dckeys import DcKeyring, read_status
@@ -151,7 +151,9 @@ class Collector:
         self.counters = counters
         self.stop = stop
         self.keys = Keys(settings.namespace)
-        self.barrier: ReleaseBarrier[_HeldReturn] = ReleaseBarrier(settings.ack_wait, hold_max=settings.hold_max)
+        # relay (a middle master): tell the DC side above when a job's lists are all out.
+        self.barrier: ReleaseBarrier[_HeldReturn] = ReleaseBarrier(settings.ack_wait, hold_max=settings.hold_max,
+                                                                   report_release=settings.relay)
         self.gauges = gauges or Gauges()
         self.live_dcs: set[str] = set()
         self.known_dcs: set[str] = set()
@@ -263,7 +265,7 @@ class Collector:
             self.ledger.record_published(jid, expires_at)
             # Only the DCs a job is addressed to are waited for (the others never see it).
             live = self.live_dcs if addressed is None else self.live_dcs & set(addressed)
-            self.barrier.published(jid, live, now)
+            self.execute(self.barrier.published(jid, live, now))
             if addressed is not None and set(addressed) - self.known_dcs:
                 unknown = sorted(set(addressed) - self.known_dcs)
                 log.warning("redis_syndic: job %s is addressed to DC(s) %s that never sent a heartbeat (typo?)",
@@ -305,10 +307,16 @@ class Collector:
                 continue
             acked = self._acks_before(msg.jid)
             live = self.live_dcs if acked is None or self.ledger.published_at(msg.jid) is not None else {msg.dc}
-            if isinstance(msg, Ack):
+            if isinstance(msg, Ack) and msg.ext:
+                # A middle master learned more of its minions (the DCs below it acked).
+                added = self.ledger.extend_ack(msg.jid, msg.dc, msg.minions)
+                if added and self.barrier.is_announced(msg.jid, msg.dc):
+                    actions.append(Announce(msg.jid, msg.dc))  # the CLI extends its expected set
+                actions += self.barrier.ack(msg.jid, msg.dc, live, now, acked, more=msg.more)
+            elif isinstance(msg, Ack):
                 if not self.ledger.record_ack(msg.jid, msg.dc, msg.status, msg.minions, msg.reason):
                     self.counters.inc("acks_duplicate")
-                actions += self.barrier.ack(msg.jid, msg.dc, live, now, acked)
+                actions += self.barrier.ack(msg.jid, msg.dc, live, now, acked, more=msg.more)
             else:
                 batch.remaining += 1
                 actions += self.barrier.add_return(msg.jid, msg.dc, _HeldReturn(msg, batch), live, now, acked)
@@ -342,6 +350,10 @@ class Collector:
                 held.batch.remaining -= 1
                 if held.batch.remaining == 0:
                     self._done(held.batch)
+            elif isinstance(action, Released):
+                minions = sorted({m for status, ms in self.ledger.acks(action.jid).values() if status == "published"
+                                  for m in ms})
+                self.bus.fire({"jid": action.jid, "minions": minions}, f"redis_syndic/job/{action.jid}/released")
             elif isinstance(action, Overdue):
                 log.warning("redis_syndic: job %s: no acknowledgement from DC(s) %s within %.1fs; results may be incomplete",
                             action.jid, ", ".join(action.dcs), self.settings.ack_wait)

@@ -9,6 +9,7 @@ from .config import Settings, load_settings
 from .errors import ConfigError, SpoolError
 from .forwarding import EventForwarder, unfiltered_globs
 from .ledger import DcLedger, ledger_file
+from .relay import ack_extensions
 from .runtime import RateLimitedLog
 from .spool import Spool
 from .uplink import returns_to_spool
@@ -40,7 +41,8 @@ def event_return(events: Iterable[Mapping[str, Any]], opts: Mapping[str, Any]) -
     try:
         settings, spool, ledger, forwarder = _setup(opts)
         events = list(events)
-        messages = returns_to_spool(events, settings, ledger.origin_of) + forwarder.to_spool(events)
+        messages = (ack_extensions(events, settings, ledger.origin_of) + returns_to_spool(events, settings, ledger.origin_of)
+                    + forwarder.to_spool(events))
         if messages:
             spool.append(messages)
     except ConfigError as err:
