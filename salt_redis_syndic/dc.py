@@ -19,8 +19,9 @@ from typing import Any, Mapping, Protocol
 from .config import Settings
 from .confidential import load_payload_key
 from .deadletter import DeadLetters
-from .envelope import Ack, JobEnvelope, decode_job
+from .envelope import Ack, EventsEnvelope, JobEnvelope, decode_entry
 from .errors import RejectedEntry
+from .forwarding import fire_down
 from .ledger import DcLedger
 from .policy import Policy
 from .runtime import Backoff, Counters, RateLimitedLog
@@ -106,10 +107,13 @@ class JobConsumer:
     def handle(self, entry_id: str, fields: Mapping[Any, Any]) -> None:
         now = time.time()
         try:
-            job = decode_job(fields, self.verifier, self.settings.max_entry_bytes, now, self.settings.clock_skew,
-                             dc=self.dc, payload_key=self.payload_key)
+            job = decode_entry(fields, self.verifier, self.settings.max_entry_bytes, now, self.settings.clock_skew,
+                               dc=self.dc, payload_key=self.payload_key)
         except RejectedEntry as rej:
             self.reject(entry_id, rej, fields)
+            return
+        if isinstance(job, EventsEnvelope):  # forward_events_down on the MoM
+            self.counters.inc("events_received", fire_down(self.bus, job, now, self.settings.clock_skew))
             return
         if not job.addressed_to(self.dc):
             # Addressed to other DCs: not run, not claimed, not acked (the MoM does not wait for us).

@@ -203,6 +203,50 @@ def _field(fields: Mapping[Any, Any], name: str) -> bytes:
     return bytes(value)
 
 
+@dataclass(frozen=True)
+class EventsEnvelope:
+    """MoM bus events forwarded down to every DC (``forward_events_down``), signed like jobs."""
+
+    origin: str
+    issued_at: float
+    expires_at: float
+    events: list[tuple[str, dict[str, Any]]]
+    key_id: str = ""
+
+
+MAX_EVENTS_PER_ENTRY = 500
+
+
+def encode_events(origin: str, events: list[tuple[str, dict[str, Any]]], signer: Signer, ttl: float,
+                  now: float | None = None) -> dict[str, bytes]:
+    """One stream entry carrying a batch of events (same fields and signature as a job)."""
+    now = time.time() if now is None else now
+    body = pack({"v": VERSION, "kind": "events", "origin": origin, "issued_at": now, "expires_at": now + ttl,
+                 "kid": signer.key_id, "events": [{"tag": tag, "data": data} for tag, data in events]})
+    return {"b": body, "s": signer.sign(body), "k": signer.key_id.encode()}
+
+
+def _events_from_doc(doc: Mapping[str, Any], kid: str, now: float, skew: float) -> EventsEnvelope:
+    origin = _str(doc, "origin", NAME_RE)
+    issued_at = _num(doc, "issued_at")
+    expires_at = _num(doc, "expires_at")
+    _require(issued_at <= now + skew, "from_future", f"issued {issued_at - now:.0f}s in the future")
+    raw = doc.get("events")
+    _require(isinstance(raw, list) and 0 < len(raw) <= MAX_EVENTS_PER_ENTRY, "malformed", "events must be a list")
+    events = []
+    for item in raw:
+        _require(isinstance(item, dict) and isinstance(item.get("data"), dict), "malformed", "event must be a map")
+        events.append((_str(item, "tag", TAG_RE), item["data"]))
+    return EventsEnvelope(origin=origin, issued_at=issued_at, expires_at=expires_at, events=events, key_id=kid)
+
+
+@_boundary
+def decode_entry(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, now: float, skew: float,
+                 dc: str | None = None, payload_key: PayloadKey | None = None) -> JobEnvelope | EventsEnvelope:
+    """A job stream entry: a job (see :func:`decode_job`) or a batch of events from above."""
+    return _decode_entry(fields, verifier, max_bytes, now, skew, dc, payload_key, allow_events=True)
+
+
 @_boundary
 def decode_job(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, now: float, skew: float,
                dc: str | None = None, payload_key: PayloadKey | None = None) -> JobEnvelope:
@@ -210,6 +254,13 @@ def decode_job(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, no
 
     ``dc``/``payload_key``: this DC's name and shared key when loads are encrypted.
     """
+    job = _decode_entry(fields, verifier, max_bytes, now, skew, dc, payload_key, allow_events=False)
+    assert isinstance(job, JobEnvelope)
+    return job
+
+
+def _decode_entry(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, now: float, skew: float,
+                  dc: str | None, payload_key: PayloadKey | None, allow_events: bool) -> JobEnvelope | EventsEnvelope:
     _require(isinstance(fields, Mapping), "malformed", "entry is not a mapping")
     body = _field(fields, "b")
     _require(len(body) <= max_bytes, "too_large", f"{len(body)} bytes > {max_bytes}")
@@ -222,8 +273,10 @@ def decode_job(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, no
     doc = unpack(body, max_bytes)
     _require(isinstance(doc, dict), "malformed", "body is not a map")
     _require(type(doc.get("v")) is int and doc.get("v") == VERSION, "bad_version", f"unsupported version {_brief(doc.get('v'))}")
-    _require(doc.get("kind") == "job", "malformed", "not a job")
     _require(doc.get("kid") == kid, "bad_signature", "key id in body differs from the signing key")
+    if allow_events and doc.get("kind") == "events":
+        return _events_from_doc(doc, kid, now, skew)
+    _require(doc.get("kind") == "job", "malformed", "not a job")
     jid = _str(doc, "jid", JID_RE)
     origin = _str(doc, "origin", NAME_RE)
     issued_at = _num(doc, "issued_at")

@@ -78,8 +78,8 @@ class EventForwarder:
         for event in events:
             tag = event.get("tag")
             data = event.get("data")
-            if not isinstance(tag, str) or not matches(tag, settings.forward_events):
-                continue
+            if not isinstance(tag, str) or not matches(tag, settings.forward_events) or tag.startswith(DOWN_PREFIX):
+                continue  # (an event that came down from a MoM never goes back up)
             if not isinstance(data, dict):
                 data = {"data": data}
             if not self.budget.take():
@@ -116,3 +116,63 @@ def unfiltered_globs(settings: Settings, opts: Mapping[str, Any]) -> list[str]:
     if not whitelist:
         return []
     return [glob for glob in settings.forward_events if not any(fnmatchcase(glob, w) for w in whitelist)]
+
+
+# ---------------------------------------------------------------------------- down (MoM -> DCs)
+
+DOWN_PREFIX = "redis_syndic/mom/"
+
+
+def down_tag(mom: str, tag: str) -> str:
+    """Tag of an event from the MoM on a DC bus: names the MoM it came from."""
+    return f"{DOWN_PREFIX}{mom}/event/{tag}"
+
+
+class DownForwarder:
+    """MoM bus events matching ``forward_events_down``, collected for the next stream entry.
+
+    Never forwarded down: the bridge's own events (``redis_syndic/``, which include events that
+    came up from a DC) and events fired under their original tag after coming up
+    (``redis_syndic_dc`` in their data), so an event cannot bounce between tiers.
+    """
+
+    def __init__(self, settings: Settings, budget: EventBudget | None = None) -> None:
+        self.settings = settings
+        self.budget = budget or EventBudget(settings.forward_events_rate)
+        self.pending: list[tuple[str, dict[str, Any]]] = []
+        self.dropped = 0
+        self._last_report = float("-inf")
+
+    def offer(self, tag: str, data: Any) -> bool:
+        if not self.settings.forward_events_down or not matches(tag, self.settings.forward_events_down):
+            return False
+        if tag.startswith("redis_syndic/") or (isinstance(data, dict) and "redis_syndic_dc" in data):
+            return False
+        data = data if isinstance(data, dict) else {"data": data}
+        if not self.budget.take() or len(pack(data)) > self.settings.forward_events_max_bytes:
+            self.dropped += 1
+            self._report()
+            return False
+        self.pending.append((tag, data))
+        return True
+
+    def _report(self) -> None:
+        now = time.monotonic()
+        if now - self._last_report >= 60.0:
+            self._last_report = now
+            log.warning("redis_syndic: dropped %d event(s) to forward down (over forward_events_rate %.0f/s or "
+                        "forward_events_max_bytes %d)", self.dropped, self.settings.forward_events_rate,
+                        self.settings.forward_events_max_bytes)
+            self.dropped = 0
+
+
+def fire_down(bus: Any, envelope: Any, now: float, skew: float) -> int:
+    """Fire the events of an :class:`~salt_redis_syndic.envelope.EventsEnvelope` on a DC bus.
+
+    Expired batches (a DC catching up long after) are not fired.  Returns how many were fired.
+    """
+    if now > envelope.expires_at + skew:
+        return 0
+    for tag, data in envelope.events:
+        bus.fire({"mom": envelope.origin, "tag": tag, "data": data}, down_tag(envelope.origin, tag))
+    return len(envelope.events)

@@ -25,9 +25,9 @@ from .config import Settings
 from .confidential import batch_aad, is_wrapped, payload_keys, unwrap
 from .dckeys import DcKeyring, read_status
 from .deadletter import DeadLetters
-from .envelope import Ack, DcStatus, Event, JobEnvelope, Return, decode_batch, encode_job, make_job, unseal
+from .envelope import Ack, DcStatus, Event, JobEnvelope, Return, decode_batch, encode_events, encode_job, make_job, unseal
 from .errors import RejectedEntry
-from .forwarding import may_fire_original, up_tag
+from .forwarding import DownForwarder, may_fire_original, up_tag
 from .ledger import MomLedger
 from .runtime import Backoff, Counters, Gauges, RateLimitedLog
 from .signing import Signer
@@ -67,6 +67,7 @@ class JobPublisher:
         self.stop = stop
         self.keys = Keys(settings.namespace)
         self._rl = RateLimitedLog(log)
+        self.down = DownForwarder(settings)
 
     def job_from_event(self, tag: str, data: Mapping[str, Any]) -> JobEnvelope | None:
         match = PUBLISH_TAG.match(tag)
@@ -95,13 +96,19 @@ class JobPublisher:
                 job = self.job_from_event(*event)
                 if job is not None:
                     pending.append(job)
-                if len(pending) >= 200:
+                else:
+                    self.down.offer(*event)
+                if len(pending) >= 200 or len(self.down.pending) >= 200:
                     break
                 event = self.bus.get(wait=0.0)
-            if not pending:
+            if not pending and not self.down.pending:
                 continue
             try:
-                stream.append([encode_job(job, self.signer, self.payload_keys) for job in pending])
+                entries = [encode_job(job, self.signer, self.payload_keys) for job in pending]
+                if self.down.pending:  # one signed entry for the events of this round
+                    entries.append(encode_events(self.settings.master_id, self.down.pending, self.signer,
+                                                 self.settings.job_ttl))
+                stream.append(entries)
             except TRANSIENT as err:
                 self.counters.inc("reconnects")
                 self._rl.log(logging.WARNING, "xadd",
@@ -115,7 +122,9 @@ class JobPublisher:
                          f"DC(s) {', '.join(job.dcs)}" if job.dcs is not None else "the DCs")
                 self.published.put((job.jid, job.expires_at, job.dcs))
             self.counters.inc("jobs_forwarded", len(pending))
+            self.counters.inc("events_forwarded", len(self.down.pending))
             pending = []
+            self.down.pending = []
 
 
 @dataclass

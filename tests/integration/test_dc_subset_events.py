@@ -28,7 +28,7 @@ FORWARD = ["custom/*", "salt/minion/*/start"]
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    the_lab = Lab(dcs=("east", "west"), minions_per_dc=1,
+    the_lab = Lab(dcs=("east", "west"), minions_per_dc=1, mom_bridge={"forward_events_down": ["ops/*"]},
                   dc_bridge={"forward_events": FORWARD, "moms": ["mom"]},
                   dc_opts={"event_return_whitelist": ["salt/job/*/ret/*", *FORWARD]})
     try:
@@ -85,3 +85,25 @@ def test_events_from_a_dc_reach_the_mom_bus_naming_the_dc(lab: Lab) -> None:
     assert data["dc"] == "west" and data["tag"] == "custom/hello" and data["data"]["x"] == 1
     status = lab.salt_run_json("redis_syndic.status")
     assert status["west"]["alive"] is True
+
+
+def test_events_from_the_mom_reach_every_dc_bus_naming_the_mom(lab: Lab) -> None:
+    argv = [find_script("salt-run"), "-c", str(lab.conf_dir("east")), "state.event",
+            "redis_syndic/mom/*/event/ops/*", "count=1"]
+    listener = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while listener.poll() is None and time.monotonic() < deadline:
+            lab.salt_run("event.send", "ops/notice", 'data={"msg": "maintenance"}', timeout=30)
+            time.sleep(1)
+        out, err = listener.communicate(timeout=10) if listener.poll() is not None else ("", "")
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
+    tag, _, payload = out.strip().partition("\t")
+    assert tag == "redis_syndic/mom/mom/event/ops/notice", out + err
+    data, _ = json.JSONDecoder().raw_decode(payload.strip())
+    assert data["mom"] == "mom" and data["tag"] == "ops/notice" and data["data"]["msg"] == "maintenance"
+    assert "redis_syndic: rejected" not in lab.log("east") + lab.log("west")
