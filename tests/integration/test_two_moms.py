@@ -55,6 +55,7 @@ def test_each_mom_gets_its_own_returns(lab: Lab, origin: str, other: str) -> Non
     assert f"job {jid} (state.apply) sent to the DCs" in lab.log(origin)
     assert f"job {jid} (state.apply) sent to" not in lab.log(other)  # never published twice
     assert f"job {jid}: no acknowledgement" not in lab.log(other)  # a mirror waits for no DC
+    assert f"job {jid}: no acknowledgement" not in lab.log(origin)  # nor for the other MoM
     assert "untargeted_minion" not in lab.log(origin) + lab.log(other)
 
 
