@@ -40,6 +40,13 @@ class Abandon(Generic[T]):
 
 
 @dataclass(frozen=True)
+class Released:
+    """Every list of ``jid`` is out (only reported by a barrier built with ``report_release``)."""
+
+    jid: str
+
+
+@dataclass(frozen=True)
 class Overdue:
     """``jid`` was released without acks from these live DCs."""
 
@@ -47,7 +54,7 @@ class Overdue:
     dcs: tuple[str, ...]
 
 
-Action = Announce | Store | Abandon | Overdue
+Action = Announce | Store | Abandon | Overdue | Released
 
 
 @dataclass
@@ -55,6 +62,7 @@ class _Job(Generic[T]):
     expected: set[str]
     deadline: float
     acked: set[str] = field(default_factory=set)
+    more: set[str] = field(default_factory=set)  # middle masters whose list is still growing
     announced: set[str] = field(default_factory=set)
     released: bool = False
     held: dict[str, list[T]] = field(default_factory=dict)
@@ -63,7 +71,9 @@ class _Job(Generic[T]):
 
 
 class ReleaseBarrier(Generic[T]):
-    def __init__(self, ack_wait: float, forget_after: float = 600.0, hold_max: float = 600.0) -> None:
+    def __init__(self, ack_wait: float, forget_after: float = 600.0, hold_max: float = 600.0,
+                 report_release: bool = False) -> None:
+        self.report_release = report_release
         self.ack_wait = ack_wait
         self.forget_after = forget_after
         self.hold_max = hold_max
@@ -84,18 +94,33 @@ class ReleaseBarrier(Generic[T]):
         """True once ``jid`` has state here (its acks recorded before a restart are then moot)."""
         return jid in self._jobs
 
-    def published(self, jid: str, live_dcs: set[str], now: float) -> None:
-        """The MoM published ``jid``: start waiting for the DCs alive right now."""
-        self._job(jid, live_dcs, now)
+    def published(self, jid: str, live_dcs: set[str], now: float) -> list[Action]:
+        """The MoM published ``jid``: start waiting for the DCs alive right now (none: released now)."""
+        job = self._job(jid, live_dcs, now)
+        return self._release(jid, job) if not job.expected and not job.released else []
 
-    def ack(self, jid: str, dc: str, live_dcs: set[str], now: float, acked: set[str] | None = None) -> list[Action]:
+    def ack(self, jid: str, dc: str, live_dcs: set[str], now: float, acked: set[str] | None = None,
+            more: bool = False) -> list[Action]:
+        """``more``: a middle master's first ack; its list is complete at its next ack without ``more``."""
         job = self._job(jid, live_dcs, now, acked)
         job.acked.add(dc)
+        if more and dc not in job.announced:
+            job.more.add(dc)
+        elif not more:
+            job.more.discard(dc)
         if job.released:
             return self._announce(jid, job, dc)
-        if job.expected <= job.acked:
+        if self._ready(job):
             return self._release(jid, job)
         return []
+
+    def is_announced(self, jid: str, dc: str) -> bool:
+        job = self._jobs.get(jid)
+        return job is not None and dc in job.announced
+
+    @staticmethod
+    def _ready(job: _Job[T]) -> bool:
+        return job.expected <= job.acked and not job.more
 
     def add_return(self, jid: str, dc: str, item: T, live_dcs: set[str], now: float, acked: set[str] | None = None) -> list[Action]:
         job = self._job(jid, live_dcs, now, acked)
@@ -103,7 +128,7 @@ class ReleaseBarrier(Generic[T]):
             return [Store(item)]
         job.held.setdefault(dc, []).append(item)
         job.held_since.setdefault(dc, now)
-        if not job.released and job.expected <= job.acked:
+        if not job.released and self._ready(job):
             return self._release(jid, job)
         return []
 
@@ -134,6 +159,8 @@ class ReleaseBarrier(Generic[T]):
             actions.extend(self._announce(jid, job, dc))
         # Every list goes out before any return: the CLI must know all it waits for first.
         actions.sort(key=lambda a: not isinstance(a, Announce))
+        if self.report_release:
+            actions.insert(sum(1 for a in actions if isinstance(a, Announce)), Released(jid))
         return actions
 
     def _announce(self, jid: str, job: _Job[T], dc: str) -> list[Action]:

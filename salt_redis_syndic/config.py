@@ -22,7 +22,9 @@ KNOWN_OPTIONS = frozenset(
     ssl_check_hostname job_ttl clock_skew stream_maxlen block_ms heartbeat_interval dc_timeout
     ack_wait hold_max startup_grace publish_timeout batch_max_messages batch_max_bytes spool_poll_interval state_dir
     spool_dir signing_key trusted_keys dc_keys sentinel_username sentinel_password payload_key dc_payload_keys max_entry_bytes deadletter_max spool_warn_depth metrics_port
-    metrics_address reconcile_interval resend_window allow_functions deny_functions allow_targets deny_targets allow_target_types""".split()
+    metrics_address reconcile_interval resend_window allow_functions deny_functions allow_targets deny_targets allow_target_types
+    moms mirror_returns forward_events forward_events_rate forward_events_max_bytes forward_events_original_tag
+    forward_events_down relay""".split()
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _NS_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -120,6 +122,15 @@ class Settings:
     allow_targets: tuple[str, ...] | None = None
     deny_targets: tuple[str, ...] = ()
     allow_target_types: tuple[str, ...] | None = None
+    # Topologies (salt_redis_syndic.forwarding): MoMs a DC sends events / mirrored returns to.
+    moms: tuple[str, ...] = ()
+    mirror_returns: bool = False
+    forward_events: tuple[str, ...] = ()
+    forward_events_rate: float = 100.0
+    forward_events_max_bytes: int = 64 * 1024
+    forward_events_original_tag: bool = False
+    forward_events_down: tuple[str, ...] = ()
+    relay: bool = False
 
     @property
     def is_mom(self) -> bool:
@@ -266,6 +277,21 @@ def _target_types(block: Mapping[str, Any]) -> tuple[str, ...] | None:
     return value
 
 
+def _moms(block: Mapping[str, Any], role: str) -> tuple[str, ...]:
+    """``moms``: the MoM ids a DC sends forwarded events and mirrored returns to."""
+    value = block.get("moms") or []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and _NAME_RE.match(v) for v in value):
+        raise ConfigError("moms", f"must be a list of MoM master ids, got {value!r}")
+    moms = tuple(dict.fromkeys(value))
+    if role == "dc" and not moms:
+        for needs in ("forward_events", "mirror_returns"):
+            if block.get(needs):
+                raise ConfigError("moms", f"is required with {needs}: the master ids of the MoMs to send to")
+    return moms
+
+
 def _metrics_port(block: Mapping[str, Any]) -> int | None:
     value = block.get("metrics_port")
     if value is None:
@@ -360,5 +386,13 @@ def load_settings(opts: Mapping[str, Any], overrides: Mapping[str, Any] | None =
         allow_targets=_globs(block, "allow_targets"),
         deny_targets=_globs(block, "deny_targets") or (),
         allow_target_types=_target_types(block),
+        moms=_moms(block, role),
+        mirror_returns=_bool(block, "mirror_returns", False),
+        forward_events=_globs(block, "forward_events") or (),
+        forward_events_rate=_num(block, "forward_events_rate", 100.0, 0.1),
+        forward_events_max_bytes=_int(block, "forward_events_max_bytes", 64 * 1024, 256),
+        forward_events_original_tag=_bool(block, "forward_events_original_tag", False),
+        forward_events_down=_globs(block, "forward_events_down") or (),
+        relay=_bool(block, "relay", False),
     )
     return settings

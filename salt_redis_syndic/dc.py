@@ -19,8 +19,9 @@ from typing import Any, Mapping, Protocol
 from .config import Settings
 from .confidential import load_payload_key
 from .deadletter import DeadLetters
-from .envelope import Ack, JobEnvelope, decode_job
+from .envelope import Ack, EventsEnvelope, JobEnvelope, decode_entry
 from .errors import RejectedEntry
+from .forwarding import fire_down
 from .ledger import DcLedger
 from .policy import Policy
 from .runtime import Backoff, Counters, RateLimitedLog
@@ -30,6 +31,7 @@ from .transport.connection import TRANSIENT, describe_error, make_client
 from .transport.keys import Keys
 from .reconcile import stream_id_key
 from .transport.stream import JobStream
+from .uplink import destinations
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +150,18 @@ class JobConsumer:
     def handle(self, entry_id: str, fields: Mapping[Any, Any]) -> None:
         now = time.time()
         try:
-            job = decode_job(fields, self.verifier, self.settings.max_entry_bytes, now, self.settings.clock_skew,
-                             dc=self.dc, payload_key=self.payload_key)
+            job = decode_entry(fields, self.verifier, self.settings.max_entry_bytes, now, self.settings.clock_skew,
+                               dc=self.dc, payload_key=self.payload_key)
         except RejectedEntry as rej:
             self.reject(entry_id, rej, fields)
+            return
+        if isinstance(job, EventsEnvelope):  # forward_events_down on the MoM
+            self.counters.inc("events_received", fire_down(self.bus, job, now, self.settings.clock_skew))
+            return
+        if not job.addressed_to(self.dc):
+            # Addressed to other DCs: not run, not claimed, not acked (the MoM does not wait for us).
+            self.counters.inc("jobs_not_addressed")
+            log.debug("redis_syndic: job %s is for DC(s) %s, not %s; skipped", job.jid, ", ".join(job.dcs or ()), self.dc)
             return
         is_new, status = self.ledger.claim(job.jid, job.origin)
         if not is_new:
@@ -194,7 +204,8 @@ class JobConsumer:
         self.counters.inc("jobs_published")
         log.info("redis_syndic: published job %s (%s) from %s to %d minion(s) on DC %s",
                  job.jid, job.load.get("fun"), job.origin, len(minions), self.dc)
-        self._send_ack(Ack(job.jid, self.dc, "published", minions=minions), job.origin)
+        # relay: this DC is also a MoM for DCs below; their minions follow in ack extensions.
+        self._send_ack(Ack(job.jid, self.dc, "published", minions=minions, more=self.settings.relay), job.origin)
         self.ledger.mark(job.jid, "published", minions)
 
     def _duplicate(self, job: JobEnvelope, status: str) -> None:
@@ -210,7 +221,8 @@ class JobConsumer:
         log.info("redis_syndic: job %s already handled on DC %s (%s); not publishing again, acknowledging again",
                  job.jid, self.dc, status)
         if status == "published":
-            ack = Ack(job.jid, self.dc, "published", minions=record.minions if record else [])
+            ack = Ack(job.jid, self.dc, "published", minions=record.minions if record else [],
+                      more=self.settings.relay)
         else:
             ack = Ack(job.jid, self.dc, "skipped" if status == "before_join" else status,
                       reason=f"{status} on DC {self.dc} (acknowledged again)")
@@ -229,7 +241,7 @@ class JobConsumer:
         if load:
             minions = sorted(load.get("Minions") or load.get("minions") or [])
             log.warning("redis_syndic: job %s was published before a restart; re-sending its ack", job.jid)
-            self._send_ack(Ack(job.jid, self.dc, "published", minions=minions), job.origin)
+            self._send_ack(Ack(job.jid, self.dc, "published", minions=minions, more=self.settings.relay), job.origin)
             self.ledger.mark(job.jid, "published", minions)
         elif job.is_expired(time.time(), self.settings.clock_skew):
             self._expired("", job, time.time())
@@ -263,7 +275,7 @@ class JobConsumer:
         return True
 
     def _send_ack(self, ack: Ack, mom: str) -> None:
-        self.spool.append([{**ack.to_wire(), "mom": mom}])
+        self.spool.append([{**ack.to_wire(), "mom": dest} for dest in destinations(self.settings, mom)])
         self.wake_uplink.set()
 
     def reject(self, entry_id: str, rej: RejectedEntry, fields: Mapping[Any, Any]) -> None:

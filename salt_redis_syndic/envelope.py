@@ -143,16 +143,25 @@ class JobEnvelope:
     expires_at: float
     key_id: str = ""
     version: int = VERSION
+    # The DCs this job is addressed to (signed); None: every DC (and every envelope older than the field).
+    dcs: tuple[str, ...] | None = None
 
     def is_expired(self, now: float, skew: float) -> bool:
         return now > self.expires_at + skew
 
+    def addressed_to(self, dc: str) -> bool:
+        return self.dcs is None or dc in self.dcs
 
-def make_job(load: Mapping[str, Any], origin: str, ttl: float, now: float | None = None) -> JobEnvelope:
+
+MAX_DCS = 1000
+
+
+def make_job(load: Mapping[str, Any], origin: str, ttl: float, now: float | None = None,
+             dcs: tuple[str, ...] | None = None) -> JobEnvelope:
     """Wrap the MoM publish load, keeping only the fields a DC master needs."""
     now = time.time() if now is None else now
     clean = {k: load[k] for k in LOAD_FIELDS if k in load}
-    return JobEnvelope(jid=str(load["jid"]), load=clean, origin=origin, issued_at=now, expires_at=now + ttl)
+    return JobEnvelope(jid=str(load["jid"]), load=clean, origin=origin, issued_at=now, expires_at=now + ttl, dcs=dcs)
 
 
 def job_aad(jid: str, dc: str) -> str:
@@ -176,9 +185,12 @@ def encode_job(job: JobEnvelope, signer: Signer,
         "expires_at": job.expires_at,
         "kid": signer.key_id,
     }
+    if job.dcs is not None:
+        doc["dcs"] = list(job.dcs)
     if payload_keys:
         plain = pack(job.load)
-        doc["load_enc"] = {dc: wrap(key, plain, job_aad(job.jid, dc)) for dc, key in payload_keys.items()}
+        doc["load_enc"] = {dc: wrap(key, plain, job_aad(job.jid, dc)) for dc, key in payload_keys.items()
+                           if job.addressed_to(dc)}
     else:
         doc["load"] = job.load
     body = pack(doc)
@@ -191,6 +203,50 @@ def _field(fields: Mapping[Any, Any], name: str) -> bytes:
     return bytes(value)
 
 
+@dataclass(frozen=True)
+class EventsEnvelope:
+    """MoM bus events forwarded down to every DC (``forward_events_down``), signed like jobs."""
+
+    origin: str
+    issued_at: float
+    expires_at: float
+    events: list[tuple[str, dict[str, Any]]]
+    key_id: str = ""
+
+
+MAX_EVENTS_PER_ENTRY = 500
+
+
+def encode_events(origin: str, events: list[tuple[str, dict[str, Any]]], signer: Signer, ttl: float,
+                  now: float | None = None) -> dict[str, bytes]:
+    """One stream entry carrying a batch of events (same fields and signature as a job)."""
+    now = time.time() if now is None else now
+    body = pack({"v": VERSION, "kind": "events", "origin": origin, "issued_at": now, "expires_at": now + ttl,
+                 "kid": signer.key_id, "events": [{"tag": tag, "data": data} for tag, data in events]})
+    return {"b": body, "s": signer.sign(body), "k": signer.key_id.encode()}
+
+
+def _events_from_doc(doc: Mapping[str, Any], kid: str, now: float, skew: float) -> EventsEnvelope:
+    origin = _str(doc, "origin", NAME_RE)
+    issued_at = _num(doc, "issued_at")
+    expires_at = _num(doc, "expires_at")
+    _require(issued_at <= now + skew, "from_future", f"issued {issued_at - now:.0f}s in the future")
+    raw = doc.get("events")
+    _require(isinstance(raw, list) and 0 < len(raw) <= MAX_EVENTS_PER_ENTRY, "malformed", "events must be a list")
+    events = []
+    for item in raw:
+        _require(isinstance(item, dict) and isinstance(item.get("data"), dict), "malformed", "event must be a map")
+        events.append((_str(item, "tag", TAG_RE), item["data"]))
+    return EventsEnvelope(origin=origin, issued_at=issued_at, expires_at=expires_at, events=events, key_id=kid)
+
+
+@_boundary
+def decode_entry(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, now: float, skew: float,
+                 dc: str | None = None, payload_key: PayloadKey | None = None) -> JobEnvelope | EventsEnvelope:
+    """A job stream entry: a job (see :func:`decode_job`) or a batch of events from above."""
+    return _decode_entry(fields, verifier, max_bytes, now, skew, dc, payload_key, allow_events=True)
+
+
 @_boundary
 def decode_job(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, now: float, skew: float,
                dc: str | None = None, payload_key: PayloadKey | None = None) -> JobEnvelope:
@@ -198,6 +254,13 @@ def decode_job(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, no
 
     ``dc``/``payload_key``: this DC's name and shared key when loads are encrypted.
     """
+    job = _decode_entry(fields, verifier, max_bytes, now, skew, dc, payload_key, allow_events=False)
+    assert isinstance(job, JobEnvelope)
+    return job
+
+
+def _decode_entry(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, now: float, skew: float,
+                  dc: str | None, payload_key: PayloadKey | None, allow_events: bool) -> JobEnvelope | EventsEnvelope:
     _require(isinstance(fields, Mapping), "malformed", "entry is not a mapping")
     body = _field(fields, "b")
     _require(len(body) <= max_bytes, "too_large", f"{len(body)} bytes > {max_bytes}")
@@ -210,12 +273,24 @@ def decode_job(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, no
     doc = unpack(body, max_bytes)
     _require(isinstance(doc, dict), "malformed", "body is not a map")
     _require(type(doc.get("v")) is int and doc.get("v") == VERSION, "bad_version", f"unsupported version {_brief(doc.get('v'))}")
-    _require(doc.get("kind") == "job", "malformed", "not a job")
     _require(doc.get("kid") == kid, "bad_signature", "key id in body differs from the signing key")
+    if allow_events and doc.get("kind") == "events":
+        return _events_from_doc(doc, kid, now, skew)
+    _require(doc.get("kind") == "job", "malformed", "not a job")
     jid = _str(doc, "jid", JID_RE)
     origin = _str(doc, "origin", NAME_RE)
     issued_at = _num(doc, "issued_at")
     expires_at = _num(doc, "expires_at")
+    dcs: tuple[str, ...] | None = None
+    if "dcs" in doc:
+        raw_dcs = doc.get("dcs")
+        _require(isinstance(raw_dcs, list) and 0 < len(raw_dcs) <= MAX_DCS, "malformed", "dcs must be a non-empty list")
+        dcs = tuple(_str_list(doc, "dcs", NAME_RE))
+        if dc is not None and dc not in dcs:
+            # Not for this DC: its load is neither decrypted nor parsed (the caller skips the job).
+            _require(issued_at <= now + skew, "from_future", f"issued {issued_at - now:.0f}s in the future")
+            return JobEnvelope(jid=jid, load={}, origin=origin, issued_at=issued_at, expires_at=expires_at,
+                               key_id=kid, dcs=dcs)
     if "load_enc" in doc:
         encrypted = doc.get("load_enc")
         _require(isinstance(encrypted, dict), "malformed", "load_enc must be a map")
@@ -232,7 +307,8 @@ def decode_job(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int, no
     _require(issued_at <= now + skew, "from_future", f"issued {issued_at - now:.0f}s in the future")
     _require(expires_at >= issued_at, "malformed", "expires before it was issued")
     # Expiry is the caller's to act on: an expired job is verified, then reported, never run.
-    return JobEnvelope(jid=jid, load=load, origin=origin, issued_at=issued_at, expires_at=expires_at, key_id=kid)
+    return JobEnvelope(jid=jid, load=load, origin=origin, issued_at=issued_at, expires_at=expires_at, key_id=kid,
+                       dcs=dcs)
 
 
 def _validate_load(load: Mapping[str, Any], jid: str) -> None:
@@ -284,10 +360,18 @@ class Ack:
     minions: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     reason: str = ""
+    # Three tiers: a middle master's ack says more minions follow (``more``), and later acks
+    # extend its list (``ext``) with the minions of the DCs below it.
+    ext: bool = False
+    more: bool = False
 
     def to_wire(self) -> dict[str, Any]:
-        return {"t": "ack", "jid": self.jid, "dc": self.dc, "status": self.status,
+        wire = {"t": "ack", "jid": self.jid, "dc": self.dc, "status": self.status,
                 "minions": self.minions, "missing": self.missing, "reason": self.reason}
+        for flag in ("ext", "more"):
+            if getattr(self, flag):
+                wire[flag] = True
+        return wire
 
 
 @dataclass(frozen=True)
@@ -303,7 +387,23 @@ class Return:
         return {"t": "ret", "jid": self.jid, "dc": self.dc, "id": self.minion, "load": self.load}
 
 
-UplinkMessage = Ack | Return
+# Forwarded event tags: printable, no NUL or control characters, bounded.
+TAG_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,512}\Z")
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event fired on a DC master's bus that the DC forwards to its MoM(s) (``forward_events``)."""
+
+    dc: str
+    tag: str
+    data: dict[str, Any]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"t": "ev", "dc": self.dc, "tag": self.tag, "data": self.data}
+
+
+UplinkMessage = Ack | Return | Event
 
 
 @dataclass(frozen=True)
@@ -330,15 +430,22 @@ def encode_batch(dc: str, wire_messages: list[dict[str, Any]], now: float | None
 def _decode_message(msg: Any, dc: str) -> UplinkMessage:
     _require(isinstance(msg, dict), "malformed", "message is not a map")
     _require(msg.get("dc") == dc, "wrong_dc", "message names another DC than its batch")
-    jid = _str(msg, "jid", JID_RE)
     kind = msg.get("t")
+    if kind == "ev":  # not bound to a job
+        data = msg.get("data")
+        _require(isinstance(data, dict), "malformed", "event data must be a map")
+        return Event(dc=dc, tag=_str(msg, "tag", TAG_RE), data=data)
+    jid = _str(msg, "jid", JID_RE)
     if kind == "ack":
         status = _str(msg, "status")
         _require(status in ACK_STATUSES, "malformed", f"unknown ack status {status!r}")
         reason = msg.get("reason", "")
         _require(isinstance(reason, str), "malformed", "reason")
+        ext, more = msg.get("ext", False), msg.get("more", False)
+        _require(isinstance(ext, bool) and isinstance(more, bool), "malformed", "ext and more must be booleans")
+        _require(not ext or status == "published", "malformed", "only a published ack can be extended")
         return Ack(jid=jid, dc=dc, status=status, minions=_str_list(msg, "minions", MINION_RE),
-                   missing=_str_list(msg, "missing", MINION_RE), reason=reason[:500])
+                   missing=_str_list(msg, "missing", MINION_RE), reason=reason[:500], ext=ext, more=more)
     if kind == "ret":
         minion = _str(msg, "id", MINION_RE)
         load = msg.get("load")

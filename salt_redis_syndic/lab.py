@@ -729,10 +729,15 @@ class Lab:
         root: str | os.PathLike[str] | None = None,
         keep_root: bool = False,
         dc_links: bool = False,
+        extra_moms: Sequence[str] = (),
+        sub_dcs: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         if not dcs:
             raise ValueError("a lab needs at least one DC")
-        if len(set(dcs)) != len(dcs) or MOM in dcs or DIRECT in dcs:
+        self.extra_moms: tuple[str, ...] = tuple(extra_moms)
+        self.sub_dcs: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in (sub_dcs or {}).items()}
+        names = [*dcs, *self.extra_moms, *(b for sub in self.sub_dcs.values() for b in sub)]
+        if len(set(names)) != len(names) or MOM in names or DIRECT in names or not set(self.sub_dcs) <= set(dcs):
             raise ValueError(f"DC names must be unique and not {MOM!r}/{DIRECT!r}: {dcs!r}")
         self.dcs: tuple[str, ...] = tuple(dcs)
         self.minions_per_dc = minions_per_dc
@@ -798,8 +803,13 @@ class Lab:
         return DIRECT if self.is_direct else MOM
 
     @property
+    def all_dcs(self) -> tuple[str, ...]:
+        """Every DC master: the MoM's DCs, then the DCs below a middle master (``sub_dcs``)."""
+        return self.dcs + tuple(b for sub in self.sub_dcs.values() for b in sub)
+
+    @property
     def minion_ids(self) -> list[str]:
-        return [f"{dc}-m{i}" for dc in self.dcs for i in range(1, self.minions_per_dc + 1)]
+        return [f"{dc}-m{i}" for dc in self.all_dcs for i in range(1, self.minions_per_dc + 1)]
 
     @property
     def redis_url(self) -> str:
@@ -818,6 +828,16 @@ class Lab:
     @property
     def mom_public_key(self) -> Path:
         return self.keys_dir / "mom.pub"
+
+    def mom_key(self, name: str, public: bool = False) -> Path:
+        """Job signing key of a MoM: ``mom``, an extra MoM, or the MoM side of a middle master."""
+        if name == MOM:
+            return self.mom_public_key if public else self.mom_private_key
+        return self.keys_dir / f"mom-{name}.{'pub' if public else 'pem'}"
+
+    def parent_of(self, dc: str) -> str | None:
+        """The middle master a bottom DC belongs to (None for the MoM's own DCs)."""
+        return next((mid for mid, subs in self.sub_dcs.items() if dc in subs), None)
 
     def dc_private_key(self, dc: str) -> Path:
         """The key DC ``dc`` signs its uplink with (pre-seeded on the MoM as ``dc_keys``)."""
@@ -878,7 +898,7 @@ class Lab:
         The lock file stops two labs on this host from racing for the same ``B`` between the
         bind test and the masters' own binds; the bind test catches anything else.
         """
-        hosts = 1 if self.is_direct else 1 + len(self.dcs)
+        hosts = 1 if self.is_direct else 1 + len(self.all_dcs) + len(self.extra_moms)
         candidates = list(range(10, 251))
         random.shuffle(candidates)
         for subnet in candidates:
@@ -938,9 +958,11 @@ class Lab:
             self._add_master(DIRECT, role="direct", host=1, dc=None, minion_ids=self.minion_ids)
         else:
             self._add_master(MOM, role="mom", host=1, dc=None, minion_ids=[])
-            for index, dc in enumerate(self.dcs, start=2):
+            for index, dc in enumerate(self.all_dcs, start=2):
                 ids = [m for m in self.minion_ids if m.rsplit("-m", 1)[0] == dc]
                 self._add_master(dc, role="dc", host=index, dc=dc, minion_ids=ids)
+            for index, name in enumerate(self.extra_moms, start=2 + len(self.all_dcs)):
+                self._add_master(name, role="mom", host=index, dc=None, minion_ids=[])
         for master in self.masters.values():
             for minion_id in master.minion_ids:
                 self._add_minion(minion_id, master)
@@ -987,7 +1009,7 @@ class Lab:
                 {
                     "role": "mom",
                     "redis_url": self.redis_url,
-                    "signing_key": str(self.mom_private_key),
+                    "signing_key": str(self.mom_key(name)),
                     "dc_keys": {d: str(self.dc_public_key(d)) for d in self.dcs},
                 },
                 self.mom_bridge,
@@ -995,19 +1017,25 @@ class Lab:
             conf["engines"] = [{"redis_syndic": {}}]
         elif self.bridge and role == "dc":
             assert dc is not None
+            parent = self.parent_of(dc)
+            moms = [MOM, *self.extra_moms] if parent is None else [parent]
             conf["redis_syndic"] = deep_merge(
                 {
                     "role": "dc",
                     "dc": dc,
                     "redis_url": self.links[dc].url if dc in self.links else self.redis_url,
-                    "trusted_keys": [str(self.mom_public_key)],
+                    "trusted_keys": [str(self.mom_key(m, public=True)) for m in moms],
                     "signing_key": str(self.dc_private_key(dc)),
+                    **({"namespace": self.sub_namespace(parent)} if parent else {}),
+                    **({"relay": True} if dc in self.sub_dcs else {}),
                 },
                 _resolve(self.dc_bridge, dc),
             )
             conf["engines"] = [{"redis_syndic": {}}]
             conf["event_return"] = "redis_syndic"
             conf["event_return_whitelist"] = ["salt/job/*/ret/*"]
+            if dc in self.sub_dcs:
+                conf.update(self._middle_opts(dc, root))
         extra = self.mom_opts if role == "mom" else _resolve(self.dc_opts, dc or name)
         conf = deep_merge(conf, extra)
         self.masters[name] = MasterSpec(
@@ -1021,6 +1049,35 @@ class Lab:
             minion_ids=list(minion_ids),
             config=conf,
         )
+
+    @staticmethod
+    def sub_namespace(middle: str) -> str:
+        """Redis namespace between a middle master and the DCs below it."""
+        return f"redis_syndic.{middle}"
+
+    def _middle_opts(self, middle: str, root: Path) -> dict[str, Any]:
+        """A middle master: DC of the MoM (the block) and MoM of its ``sub_dcs`` (a second engine).
+
+        The second engine instance overrides what would collide with the DC side: role,
+        namespace, state_dir (ledgers, dead letters, keyring) and signing key.  Its returns
+        reach the middle's job cache and bus, where the DC side's returner sends them up.
+        """
+        return {
+            "order_masters": True,  # publish jobs that match no local minion (they go further down)
+            "syndic_wait": self.syndic_wait,
+            "engines": [
+                {"redis_syndic": {}},
+                {"redis_syndic_down": {
+                    "engine_module": "redis_syndic",
+                    "role": "mom",
+                    "namespace": self.sub_namespace(middle),
+                    "state_dir": str(root / "cache" / "redis_syndic_down"),
+                    "signing_key": str(self.mom_key(middle)),
+                    "dc_keys": {d: str(self.dc_public_key(d)) for d in self.sub_dcs[middle]},
+                }},
+            ],
+            "event_return_whitelist": ["salt/job/*/ret/*", "syndic/*/salt/job/*/new", "redis_syndic/job/*/released"],
+        }
 
     def _add_minion(self, minion_id: str, master: MasterSpec) -> None:
         root = self.root / minion_id
@@ -1061,7 +1118,9 @@ class Lab:
     def _write_files(self) -> None:
         if self.bridge:
             generate_ed25519_keypair(self.mom_private_key, self.mom_public_key)
-            for dc in self.dcs:
+            for name in (*self.extra_moms, *self.sub_dcs):
+                generate_ed25519_keypair(self.mom_key(name), self.mom_key(name, public=True))
+            for dc in self.all_dcs:
                 generate_ed25519_keypair(self.dc_private_key(dc), self.dc_public_key(dc))
         if self.redis is not None:
             self.redis.root.mkdir(parents=True, exist_ok=True)
@@ -1371,6 +1430,11 @@ class Lab:
         result = self.salt_run(*args, "--out=json", timeout=timeout)
         return parse_json_output(result.stdout, result)
 
+    def master_salt_json(self, master: str, *args: str, timeout: float = 60) -> Any:
+        """``salt ... --out=json --static`` against any master (an extra MoM, a middle master)."""
+        result = self._master_salt(master, *args, "--out=json", "--static", timeout=timeout)
+        return parse_json_output(result.stdout, result)
+
     def dc_salt(self, dc: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run the ``salt`` CLI against one DC master, bypassing the bridge."""
         return self._master_salt(dc, *args, timeout=timeout)
@@ -1457,6 +1521,19 @@ def parse_json_output(text: str, result: subprocess.CompletedProcess[str] | None
         detail = f" from {' '.join(map(str, result.args))} (rc {result.returncode})" + detail
         detail += f"\nstderr:\n{result.stderr[-2000:]}"
     raise LabError(f"no JSON in Salt CLI output{detail}")
+
+
+def parse_json_documents(text: str) -> dict[str, Any]:
+    """``salt --out=json`` without ``--static`` prints one JSON document per minion: merged.
+
+    (Salt 3008 runs ``--static`` as a 100% batch, which prints no jid and drops ``--metadata``.)
+    """
+    decoder, merged, index = json.JSONDecoder(), {}, text.find("{")
+    while index != -1:
+        doc, end = decoder.raw_decode(text, index)
+        merged.update(doc)
+        index = text.find("{", end)
+    return merged
 
 
 # --------------------------------------------------------------------------------------------

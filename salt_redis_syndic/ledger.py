@@ -290,6 +290,22 @@ class MomLedger:
             )
             return cur.rowcount == 1
 
+    def extend_ack(self, jid: str, dc: str, minions: list[str]) -> list[str]:
+        """Merge a middle master's ack extension into its (jid, dc) ack; returns the minions it added."""
+        with self._lock:
+            row = self._db.execute("SELECT status, minions FROM acks WHERE jid=? AND dc=?", (jid, dc)).fetchone()
+            known = json.loads(row[1]) if row else []
+            if row is not None and row[0] != "published":
+                return []  # a job the DC did not run is not extended
+            added = sorted(set(minions) - set(known))
+            merged = sorted(set(known) | set(minions))
+            self._db.execute(
+                "INSERT INTO acks(jid, dc, status, minions, reason, at) VALUES (?, ?, 'published', ?, '', ?) "
+                "ON CONFLICT(jid, dc) DO UPDATE SET minions=excluded.minions",
+                (jid, dc, json.dumps(merged), time.time()),
+            )
+            return added
+
     def acks(self, jid: str) -> dict[str, tuple[str, list[str]]]:
         return {dc: (status, json.loads(m)) for dc, status, m in self._db.execute("SELECT dc, status, minions FROM acks WHERE jid=?", (jid,))}
 

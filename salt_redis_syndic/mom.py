@@ -22,18 +22,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
-from .completeness import Abandon, Announce, Overdue, ReleaseBarrier, Store
+from .completeness import Abandon, Announce, Overdue, ReleaseBarrier, Released, Store
 from .config import Settings
 from .confirm import UplinkTracker
 from .confidential import batch_aad, is_wrapped, payload_keys, unwrap
 from .dckeys import DcKeyring, read_status
 from .deadletter import DeadLetters
-from .envelope import Ack, DcStatus, JobEnvelope, Return, decode_batch, encode_job, make_job, pack, seal, unpack, unseal
+from .envelope import (Ack, DcStatus, Event, JobEnvelope, Return, decode_batch, encode_events, encode_job, make_job, pack,
+                       seal, unpack, unseal)
 from .errors import RejectedEntry
+from .forwarding import DownForwarder, may_fire_original, up_tag
 from .ledger import MomLedger
 from .reconcile import DcView, JobReconciler
 from .runtime import Backoff, Counters, Gauges, RateLimitedLog
 from .signing import Signer
+from .targeting import BadTarget, dcs_from_load, is_relayed
 from .transport.connection import TRANSIENT, describe_error, make_client
 from .transport.keys import Keys
 from .transport.queue import UplinkQueue
@@ -63,7 +66,7 @@ _REPLAYABLE_USERS = ("root",)
 class JobPublisher:
     """The ``publish`` loop: MoM event bus -> signed entries on the job stream."""
 
-    def __init__(self, settings: Settings, bus: Bus, signer: Signer, published: "queue.Queue[tuple[str, float]]",
+    def __init__(self, settings: Settings, bus: Bus, signer: Signer, published: "queue.Queue[tuple[Any, ...]]",
                  counters: Counters, stop: threading.Event, *, ledger: MomLedger,
                  recent_loads: Any = None, master_user: str = "root") -> None:
         self.ledger = ledger
@@ -78,6 +81,7 @@ class JobPublisher:
         self.stop = stop
         self.keys = Keys(settings.namespace)
         self._rl = RateLimitedLog(log)
+        self.down = DownForwarder(settings)
 
     def job_from_event(self, tag: str, data: Mapping[str, Any]) -> JobEnvelope | None:
         match = PUBLISH_TAG.match(tag)
@@ -85,7 +89,19 @@ class JobPublisher:
             return None
         load = dict(data)
         load["jid"] = match.group(1)
-        return make_job(load, origin=self.settings.master_id, ttl=self.settings.job_ttl)
+        return self.envelope(load)
+
+    def envelope(self, load: dict[str, Any], now: float | None = None) -> JobEnvelope | None:
+        """The job for ``load``, addressed to the DCs its metadata names (None: refused, reported)."""
+        try:
+            dcs = None if is_relayed(load, self.settings.master_id) else dcs_from_load(load)
+        except BadTarget as err:
+            # Fail closed: a job meant for some DCs must never be widened to all of them.
+            log.error("redis_syndic: job %s (%s) not sent to any DC: %s", load["jid"], load.get("fun"), err)
+            self.counters.inc("jobs_bad_target")
+            self.bus.fire({"jid": load["jid"], "reason": str(err)}, f"redis_syndic/job/{load['jid']}/bad_target")
+            return None
+        return make_job(load, origin=self.settings.master_id, ttl=self.settings.job_ttl, now=now, dcs=dcs)
 
     def recover(self) -> list[tuple[JobEnvelope, dict[str, bytes]]]:
         """What a previous run left: outbox entries never appended, and jobs it never saw.
@@ -101,7 +117,7 @@ class JobPublisher:
             if fields is not None and expires_at > time.time():
                 log.warning("redis_syndic: job %s was recorded but maybe never appended before a restart; appending it", jid)
                 out.append((JobEnvelope(jid=jid, load={}, origin=self.settings.master_id, issued_at=0.0,
-                                        expires_at=expires_at), fields))
+                                        expires_at=expires_at, dcs=entry_dcs(fields)), fields))
         if self.recent_loads is None:
             return out
         now = time.time()
@@ -121,7 +137,9 @@ class JobPublisher:
                 self.counters.inc("jobs_unrecoverable")
                 self.bus.fire({"jid": jid, "fun": saved.get("fun"), "user": user}, f"redis_syndic/job/{jid}/unrecoverable")
                 continue
-            job = make_job(publish_load(jid, saved), origin=self.settings.master_id, ttl=self.settings.job_ttl, now=at)
+            job = self.envelope(publish_load(jid, saved), now=at)
+            if job is None:
+                continue
             log.warning("redis_syndic: job %s (%s) was published while the engine was down; sending it to the DCs now",
                         jid, saved.get("fun"))
             self.counters.inc("jobs_recovered")
@@ -142,16 +160,22 @@ class JobPublisher:
                 job = self.job_from_event(*event)
                 if job is not None:
                     pending.append((job, encode_job(job, self.signer, self.payload_keys)))
-                if len(pending) >= 200:
+                else:
+                    self.down.offer(*event)
+                if len(pending) >= 200 or len(self.down.pending) >= 200:
                     break
                 event = self.bus.get(wait=0.0)
-            if not pending:
+            if not pending and not self.down.pending:
                 continue
             if recorded < len(pending):  # into the outbox before Redis: a crash now loses nothing
                 self.ledger.add_outbox([(job.jid, pack(fields), job.expires_at) for job, fields in pending[recorded:]])
                 recorded = len(pending)
             try:
-                ids = stream.append([fields for _, fields in pending])
+                entries = [fields for _, fields in pending]
+                if self.down.pending:  # one signed entry for the events of this round (not kept: best effort)
+                    entries.append(encode_events(self.settings.master_id, self.down.pending, self.signer,
+                                                 self.settings.job_ttl))
+                ids = stream.append(entries)
             except TRANSIENT as err:
                 self.counters.inc("reconnects")
                 self._rl.log(logging.WARNING, "xadd",
@@ -162,10 +186,13 @@ class JobPublisher:
             backoff.reset()
             self.ledger.mark_sent([(job.jid, entry_id) for (job, _), entry_id in zip(pending, ids)])
             for job, _ in pending:
-                log.info("redis_syndic: job %s (%s) sent to the DCs", job.jid, job.load.get("fun"))
-                self.published.put((job.jid, job.expires_at))
+                log.info("redis_syndic: job %s (%s) sent to %s", job.jid, job.load.get("fun"),
+                         f"DC(s) {', '.join(job.dcs)}" if job.dcs is not None else "the DCs")
+                self.published.put((job.jid, job.expires_at, job.dcs))
             self.counters.inc("jobs_forwarded", len(pending))
+            self.counters.inc("events_forwarded", len(self.down.pending))
             pending, recorded = [], 0
+            self.down.pending = []
 
 
 def unpack_fields(packed: bytes) -> dict[str, bytes] | None:
@@ -175,6 +202,16 @@ def unpack_fields(packed: bytes) -> dict[str, bytes] | None:
     except RejectedEntry:
         return None
     return fields if isinstance(fields, dict) else None
+
+
+def entry_dcs(fields: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The DCs an outbox entry (our own signed writing) is addressed to; None: every DC."""
+    try:
+        doc = unpack(fields["b"], 1 << 30)
+    except (KeyError, RejectedEntry):
+        return None
+    dcs = doc.get("dcs") if isinstance(doc, dict) else None
+    return tuple(dcs) if isinstance(dcs, list) else None
 
 
 def publish_load(jid: str, saved: Mapping[str, Any]) -> dict[str, Any]:
@@ -213,7 +250,7 @@ class Collector:
     """The ``collect`` loop: uplink list -> native job cache and events on the MoM."""
 
     def __init__(self, settings: Settings, bus: Bus, cache: Cache, ledger: MomLedger,
-                 published: "queue.Queue[tuple[str, float]]", deadletters: DeadLetters,
+                 published: "queue.Queue[tuple[Any, ...]]", deadletters: DeadLetters,
                  counters: Counters, stop: threading.Event, gauges: Gauges | None = None, *,
                  keyring: DcKeyring, signer: Signer | None = None) -> None:
         self.keyring = keyring
@@ -234,7 +271,9 @@ class Collector:
         self.counters = counters
         self.stop = stop
         self.keys = Keys(settings.namespace)
-        self.barrier: ReleaseBarrier[_HeldReturn] = ReleaseBarrier(settings.ack_wait, hold_max=settings.hold_max)
+        # relay (a middle master): tell the DC side above when a job's lists are all out.
+        self.barrier: ReleaseBarrier[_HeldReturn] = ReleaseBarrier(settings.ack_wait, hold_max=settings.hold_max,
+                                                                   report_release=settings.relay)
         self.gauges = gauges or Gauges()
         self.live_dcs: set[str] = set()
         self.known_dcs: set[str] = set()
@@ -248,7 +287,7 @@ class Collector:
         client = make_client(self.settings.redis, extra_timeout=1.0)
         self._queue = UplinkQueue(client, self.keys.uplink(self.settings.master_id), self.keys.inflight(self.settings.master_id))
         self.reconciler = JobReconciler(self.ledger, JobStream(client, self.keys.jobs, self.settings.stream_maxlen),
-                                        self.settings.reconcile_interval, self.counters, self.bus)
+                                        self.settings.reconcile_interval, self.counters, self.bus, addressed=self.addressed)
         backoff = Backoff(base=0.1, cap=5.0)
         recovered = False
         while not self.stop.is_set():
@@ -316,6 +355,13 @@ class Collector:
         self.gauges.set("live_dcs", len(live))
         self.gauges.set("held_returns", self.barrier.held_count())
 
+    def addressed(self, jid: str) -> set[str] | None:
+        """The DCs an outbox job is addressed to (None: every DC): only those are expected to ack."""
+        packed = self.ledger.outbox_entry(jid)
+        fields = unpack_fields(packed) if packed is not None else None
+        dcs = entry_dcs(fields) if fields is not None else None
+        return set(dcs) if dcs is not None else None
+
     def reconcile(self, client: Any, now: float) -> None:
         """Re-append jobs live DCs lack; publish what this MoM has of each DC's batches."""
         if self.reconciler is not None:
@@ -368,12 +414,21 @@ class Collector:
         now = time.time()
         while True:
             try:
-                jid, expires_at = self.published.get_nowait()
+                jid, expires_at, *rest = self.published.get_nowait()
             except queue.Empty:
                 return
+            addressed = rest[0] if rest and rest[0] is not None else None
             self.ledger.record_published(jid, expires_at)
-            self.barrier.published(jid, self.live_dcs, now)
-            down = sorted(self.known_dcs - self.live_dcs)
+            # Only the DCs a job is addressed to are waited for (the others never see it).
+            live = self.live_dcs if addressed is None else self.live_dcs & set(addressed)
+            self.execute(self.barrier.published(jid, live, now))
+            if addressed is not None and set(addressed) - self.known_dcs:
+                unknown = sorted(set(addressed) - self.known_dcs)
+                log.warning("redis_syndic: job %s is addressed to DC(s) %s that never sent a heartbeat (typo?)",
+                            jid, ", ".join(unknown))
+                self.bus.fire({"jid": jid, "dcs": unknown}, f"redis_syndic/job/{jid}/unknown_dcs")
+            known = self.known_dcs if addressed is None else self.known_dcs & set(addressed)
+            down = sorted(known - self.live_dcs)
             if down:
                 # Named, not silently missing: the CLI will not wait for these DCs.
                 log.warning("redis_syndic: job %s published while DC(s) %s are down: their minions run it "
@@ -402,20 +457,34 @@ class Collector:
             self.tracker.taken(signer_dc, decoded.seq)
         for rej, raw_msg in decoded.rejected:
             self.reject("message", rej, raw_msg)
+        self.drain_published()  # a job published a moment ago must be known before its first ack
         now = time.time()
         actions = []
         for msg in decoded.messages:
+            if isinstance(msg, Event):
+                self.fire_forwarded(msg)
+                continue
             acked = self._acks_before(msg.jid)
-            if isinstance(msg, Ack):
+            live = self.live_dcs if acked is None or self.ledger.published_at(msg.jid) is not None else {msg.dc}
+            if isinstance(msg, Ack) and msg.ext:
+                # A middle master learned more of its minions (the DCs below it acked).
+                added = self.ledger.extend_ack(msg.jid, msg.dc, msg.minions)
+                if added and self.barrier.is_announced(msg.jid, msg.dc):
+                    actions.append(Announce(msg.jid, msg.dc))  # the CLI extends its expected set
+                actions += self.barrier.ack(msg.jid, msg.dc, live, now, acked, more=msg.more)
+            elif isinstance(msg, Ack):
                 if not self.ledger.record_ack(msg.jid, msg.dc, msg.status, msg.minions, msg.reason):
                     self.counters.inc("acks_duplicate")
-                actions += self.barrier.ack(msg.jid, msg.dc, self.live_dcs, now, acked)
+                actions += self.barrier.ack(msg.jid, msg.dc, live, now, acked, more=msg.more)
             else:
                 batch.remaining += 1
-                actions += self.barrier.add_return(msg.jid, msg.dc, _HeldReturn(msg, batch), self.live_dcs, now, acked)
+                actions += self.barrier.add_return(msg.jid, msg.dc, _HeldReturn(msg, batch), live, now, acked)
         self.execute(actions)
         if batch.remaining == 0:
             self._done(batch)
+
+    # A jid this MoM never published (another MoM's, mirrored here with mirror_returns) waits for
+    # no DC: ``live`` above is then just the sender, so each DC's list is announced as it comes.
 
     def _acks_before(self, jid: str) -> set[str] | None:
         """DCs that acked ``jid`` before the barrier knew it (a MoM restart); read only then."""
@@ -440,6 +509,10 @@ class Collector:
                 held.batch.remaining -= 1
                 if held.batch.remaining == 0:
                     self._done(held.batch)
+            elif isinstance(action, Released):
+                minions = sorted({m for status, ms in self.ledger.acks(action.jid).values() if status == "published"
+                                  for m in ms})
+                self.bus.fire({"jid": action.jid, "minions": minions}, f"redis_syndic/job/{action.jid}/released")
             elif isinstance(action, Overdue):
                 log.warning("redis_syndic: job %s: no acknowledgement from DC(s) %s within %.1fs; results may be incomplete",
                             action.jid, ", ".join(action.dcs), self.settings.ack_wait)
@@ -458,6 +531,13 @@ class Collector:
         log.warning("redis_syndic: job %s was not run on DC %s: %s", jid, dc, status)
         self.counters.inc(f"jobs_{status}")
         self.bus.fire({"jid": jid, "dc": dc, "status": status}, f"redis_syndic/job/{jid}/{status}/{dc}")
+
+    def fire_forwarded(self, event: Event) -> None:
+        """A DC's forwarded event: on this bus under a tag naming the DC (and the original tag if allowed)."""
+        self.counters.inc("events_received")
+        self.bus.fire({"dc": event.dc, "tag": event.tag, "data": event.data}, up_tag(event.dc, event.tag))
+        if self.settings.forward_events_original_tag and may_fire_original(event.tag):
+            self.bus.fire({**event.data, "redis_syndic_dc": event.dc}, event.tag)
 
     def store(self, ret: Return) -> None:
         status, minions = self.ledger.acks(ret.jid).get(ret.dc, ("unknown", []))

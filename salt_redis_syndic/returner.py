@@ -7,17 +7,19 @@ from typing import Any, Iterable, Mapping
 
 from .config import Settings, load_settings
 from .errors import ConfigError, SpoolError
+from .forwarding import EventForwarder, unfiltered_globs
 from .ledger import DcLedger, ledger_file
+from .relay import ack_extensions
 from .runtime import RateLimitedLog
 from .spool import Spool
 from .uplink import returns_to_spool
 
 log = logging.getLogger(__name__)
 _rl = RateLimitedLog(log, interval=60.0)
-_cache: dict[int, tuple[Settings, Spool, DcLedger]] = {}
+_cache: dict[int, tuple[Settings, Spool, DcLedger, EventForwarder]] = {}
 
 
-def _setup(opts: Mapping[str, Any]) -> tuple[Settings, Spool, DcLedger]:
+def _setup(opts: Mapping[str, Any]) -> tuple[Settings, Spool, DcLedger, EventForwarder]:
     key = id(opts)
     if key not in _cache:
         settings = load_settings(opts)
@@ -25,15 +27,22 @@ def _setup(opts: Mapping[str, Any]) -> tuple[Settings, Spool, DcLedger]:
             raise ConfigError("role", "the redis_syndic returner belongs on a DC master (role: dc)")
         _cache.clear()
         # The DC engine's ledger (SQLite, WAL) says which jids are bridged and from which MoM.
-        _cache[key] = (settings, Spool(settings.spool_dir), DcLedger(ledger_file(settings.state_dir, "dc")))
+        _cache[key] = (settings, Spool(settings.spool_dir), DcLedger(ledger_file(settings.state_dir, "dc")),
+                       EventForwarder(settings))
+        hidden = unfiltered_globs(settings, opts)
+        if hidden:
+            log.warning("redis_syndic: forward_events %s never reach the returner: add them to event_return_whitelist",
+                        ", ".join(hidden))
     return _cache[key]
 
 
 def event_return(events: Iterable[Mapping[str, Any]], opts: Mapping[str, Any]) -> None:
     """Spool bridged returns.  Never raises: EventReturn drops the whole batch if we do."""
     try:
-        settings, spool, ledger = _setup(opts)
-        messages = returns_to_spool(events, settings, ledger.origin_of)
+        settings, spool, ledger, forwarder = _setup(opts)
+        events = list(events)
+        messages = (ack_extensions(events, settings, ledger.origin_of) + returns_to_spool(events, settings, ledger.origin_of)
+                    + forwarder.to_spool(events))
         if messages:
             spool.append(messages)
     except ConfigError as err:

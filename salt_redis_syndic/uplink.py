@@ -57,12 +57,20 @@ def returns_to_spool(events: Iterable[Mapping[str, Any]], settings: Settings,
         if not isinstance(mom, str) or not mom or mom == settings.master_id:
             continue
         load = {k: v for k, v in data.items() if k != "_stamp"}
-        msg: dict[str, Any] = {"t": "ret", "jid": jid, "dc": settings.dc, "id": minion, "load": load,
-                               "mom": mom, "spooled_at": time.time()}
-        if is_trimmed(data):
-            msg["trimmed"] = True
-        out.append(msg)
+        for dest in destinations(settings, mom):
+            msg: dict[str, Any] = {"t": "ret", "jid": jid, "dc": settings.dc, "id": minion, "load": load,
+                                   "mom": dest, "spooled_at": time.time()}
+            if is_trimmed(data):
+                msg["trimmed"] = True
+            out.append(msg)
     return out
+
+
+def destinations(settings: Settings, origin: str) -> list[str]:
+    """Where a job's acks and returns go: its origin MoM, plus every MoM in ``moms`` with ``mirror_returns``."""
+    if not settings.mirror_returns:
+        return [origin]
+    return [origin] + [mom for mom in settings.moms if mom != origin]
 
 
 class ReturnLookup(Protocol):
@@ -201,6 +209,7 @@ class Shipper:
         self.spool.remove(taken)
         self.counters.inc("uplink_messages", count)
         self.counters.inc("returns_forwarded", sum(1 for ms in by_mom.values() for m in ms if m.get("t") == "ret"))
+        self.counters.inc("events_forwarded", sum(1 for ms in by_mom.values() for m in ms if m.get("t") == "ev"))
         return count
 
     def _seal(self, mom: str, messages: list[dict[str, Any]]) -> tuple[int, bytes]:

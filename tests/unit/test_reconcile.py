@@ -225,3 +225,12 @@ def test_publisher_recovers_unsent_outbox_entries_and_jobs_it_never_saw(tmp_path
     assert ledger.in_outbox(["20240501123456789002"]) == {"20240501123456789002"}
     assert [t for t, _ in bus.events] == ["redis_syndic/job/20240501123456789003/unrecoverable"]
     assert counters.snapshot()["jobs_recovered"] == 1 and counters.snapshot()["jobs_unrecoverable"] == 1
+
+
+def test_outbox_entry_names_the_dcs_a_job_is_addressed_to():
+    from salt_redis_syndic.envelope import encode_job, make_job
+    from salt_redis_syndic.mom import entry_dcs
+
+    base = {"jid": "20240501123456789001", "fun": "test.ping", "arg": [], "tgt": "*", "tgt_type": "glob"}
+    assert entry_dcs(encode_job(make_job(base, "mom", 60, dcs=("east",)), MOM_KEY)) == ("east",)
+    assert entry_dcs(encode_job(make_job(base, "mom", 60), MOM_KEY)) is None
