@@ -22,7 +22,8 @@ KNOWN_OPTIONS = frozenset(
     ssl_check_hostname job_ttl clock_skew stream_maxlen block_ms heartbeat_interval dc_timeout
     ack_wait hold_max startup_grace publish_timeout batch_max_messages batch_max_bytes spool_poll_interval state_dir
     spool_dir signing_key trusted_keys dc_keys sentinel_username sentinel_password payload_key dc_payload_keys max_entry_bytes deadletter_max spool_warn_depth metrics_port
-    metrics_address allow_functions deny_functions allow_targets deny_targets allow_target_types""".split()
+    metrics_address allow_functions deny_functions allow_targets deny_targets allow_target_types
+    estate estate_interval roster_seen_resolution roster_grains roster_stream_maxlen drift_roots drift_interval""".split()
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _NS_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -117,6 +118,14 @@ class Settings:
     allow_targets: tuple[str, ...] | None = None
     deny_targets: tuple[str, ...] = ()
     allow_target_types: tuple[str, ...] | None = None
+    # The estate (salt_redis_syndic.estate): each DC's minion roster and what its master serves.
+    estate: bool = True
+    estate_interval: float = 10.0
+    roster_seen_resolution: float = 60.0
+    roster_grains: tuple[str, ...] = ()
+    roster_stream_maxlen: int = 1000
+    drift_roots: tuple[str, ...] = ("file_roots", "pillar_roots")
+    drift_interval: float = 60.0
 
     @property
     def is_mom(self) -> bool:
@@ -263,6 +272,15 @@ def _target_types(block: Mapping[str, Any]) -> tuple[str, ...] | None:
     return value
 
 
+def _drift_roots(block: Mapping[str, Any]) -> tuple[str, ...]:
+    value = block.get("drift_roots", ["file_roots", "pillar_roots"])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not set(value) <= {"file_roots", "pillar_roots"}:
+        raise ConfigError("drift_roots", f"must be a list of file_roots and/or pillar_roots (or []), got {value!r}")
+    return tuple(dict.fromkeys(value))
+
+
 def _metrics_port(block: Mapping[str, Any]) -> int | None:
     value = block.get("metrics_port")
     if value is None:
@@ -355,5 +373,12 @@ def load_settings(opts: Mapping[str, Any], overrides: Mapping[str, Any] | None =
         allow_targets=_globs(block, "allow_targets"),
         deny_targets=_globs(block, "deny_targets") or (),
         allow_target_types=_target_types(block),
+        estate=_bool(block, "estate", True),
+        estate_interval=_num(block, "estate_interval", 10.0, 0.1),
+        roster_seen_resolution=_num(block, "roster_seen_resolution", 60.0, 0.0),
+        roster_grains=_globs(block, "roster_grains") or (),
+        roster_stream_maxlen=_int(block, "roster_stream_maxlen", 1000, 10),
+        drift_roots=_drift_roots(block),
+        drift_interval=_num(block, "drift_interval", 60.0, 0.1),
     )
     return settings

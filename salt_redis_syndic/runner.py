@@ -23,7 +23,22 @@ def status(opts: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def job(opts: Mapping[str, Any], jid: str) -> dict[str, Any]:
-    return job_report(_settings(opts), jid)
+    return job_report(_settings(opts), jid, utc_jid=bool(opts.get("utc_jid")))
+
+
+def minions(opts: Mapping[str, Any], dc: str | None = None, state: str | None = None) -> dict[str, Any]:
+    from .estate_report import minions_view
+
+    try:
+        return minions_view(_settings(opts), dc=dc, state=state)
+    except ValueError as err:
+        raise ConfigError("state", str(err)) from None
+
+
+def drift(opts: Mapping[str, Any]) -> dict[str, Any]:
+    from .estate_report import drift_view
+
+    return drift_view(_settings(opts))
 
 
 def _keyring(opts: Mapping[str, Any]) -> DcKeyring:

@@ -163,3 +163,46 @@ def wait_for_master(opts: Mapping[str, Any], timeout: float, stop: Any) -> bool:
             return True
         stop.wait(0.2)
     return False
+
+
+class MinionDataCache:
+    """What the master caches about its minions (``minion_data_cache``): when, and which grains.
+
+    Salt 3008 stores each minion's grains in the ``grains`` bank whenever the minion fetches
+    its pillar (start, refresh): the time of that write is a "last seen" that costs one
+    stat, and the grains are re-read only when it changes.
+    """
+
+    def __init__(self, opts: Mapping[str, Any]) -> None:
+        import salt.cache
+
+        self._cache = salt.cache.factory(dict(opts))
+        self._grains: dict[str, tuple[int | None, dict[str, Any] | None]] = {}
+
+    def updated(self, minion: str) -> int | None:
+        try:
+            value = self._cache.updated("grains", minion)
+        except Exception:  # a cache driver error must not stop the roster  # noqa: BLE001
+            return None
+        return int(value) if value else None
+
+    def grains(self, minion: str, names: tuple[str, ...]) -> dict[str, Any] | None:
+        """The named grains of ``minion`` (None when the master has none cached)."""
+        stamp = self.updated(minion)
+        cached = self._grains.get(minion)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        picked: dict[str, Any] | None = None
+        if stamp is not None:
+            try:
+                data = self._cache.fetch("grains", minion) or {}
+            except Exception:  # noqa: BLE001
+                data = {}
+            if isinstance(data, dict):
+                picked = {name: data[name] for name in names if name in data}
+        self._grains[minion] = (stamp, picked)
+        return picked
+
+    def forget(self, keep: set[str]) -> None:
+        for minion in [m for m in self._grains if m not in keep]:
+            del self._grains[minion]
