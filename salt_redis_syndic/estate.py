@@ -205,7 +205,8 @@ class DcEstate:
                     log.info("redis_syndic: DC %s serves changed files now (%s)", self.dc, _changed_envs(self.file_digests, fresh))
                 self.file_digests = fresh
         head = EstateHead(dc=self.dc, at=now, epoch=source.epoch, seq=source.seq, snapshot_seq=source.snapshot_seq,
-                          digest=digest(source.published), counts=counts(source.published), files=self.file_digests)
+                          digest=digest(source.published), counts=counts(source.published), files=self.file_digests,
+                          seen_resolution=self.settings.roster_seen_resolution)
         pipe.set(self.keys.estate(self.dc), seal(head.encode(), self.signer))
         pipe.get(self.keys.resync(self.dc))
         results = pipe.execute()
@@ -246,7 +247,7 @@ class _DcState:
     listing: Listing | None = None
     listing_for: dict[str, dict[str, str]] | None = None
     bad_head: str = ""
-    in_sync: bool | None = None
+    last_drift: dict[str, Any] | None = None
     resync_asked: float = 0.0
     rejected_ids: set[str] = field(default_factory=set)
 
@@ -322,7 +323,7 @@ class MomEstate:
             self.reload(client, dc, state, now)
             view = state.view
         if view.minions != before or not os.path.exists(self.roster_file(dc)):
-            self.save_roster(dc, view, now)
+            self.save_roster(dc, view, now, head.seen_resolution)
             self.announce(dc, before, view.minions)
 
     def read_deltas(self, client: Any, dc: str, state: _DcState) -> bool:
@@ -382,8 +383,9 @@ class MomEstate:
     def roster_file(self, dc: str) -> str:
         return os.path.join(self.dir, "roster", f"{dc}.mp")
 
-    def save_roster(self, dc: str, view: RosterView, now: float) -> None:
+    def save_roster(self, dc: str, view: RosterView, now: float, resolution: float) -> None:
         _write_atomic(self.roster_file(dc), pack({"dc": dc, "epoch": view.epoch, "seq": view.seq, "updated_at": now,
+                                                  "seen_resolution": resolution,
                                                   "minions": {m: e.wire() for m, e in view.minions.items()}}))
 
     def announce(self, dc: str, before: Roster, after: Roster) -> None:
@@ -419,16 +421,18 @@ class MomEstate:
             listings[dc] = state.listing if state.listing_for == files else None
         report = drift_report(self.own, listings, dc_digests)
         for dc, row in report["dcs"].items():
-            synced = in_sync(row)
             state = self.dcs[dc]
-            if synced != state.in_sync:
-                if not synced:
-                    log.warning("redis_syndic: DC %s serves other files than the MoM: %s", dc, _describe(row))
-                elif state.in_sync is not None:
-                    log.info("redis_syndic: DC %s serves the same files as the MoM again", dc)
-                if not synced or state.in_sync is not None:
-                    self.bus.fire({"dc": dc, "in_sync": synced, "drift": row}, "redis_syndic/drift")
-                state.in_sync = synced
+            if _pending(row) or row == state.last_drift:
+                continue
+            synced = in_sync(row)
+            if not synced:
+                log.warning("redis_syndic: DC %s serves other files than the MoM: %s", dc, _describe(row))
+            elif state.last_drift is not None:
+                log.info("redis_syndic: DC %s serves the same files as the MoM again", dc)
+            if not synced or state.last_drift is not None:
+                # Every new difference, and the return to sync: what a reactor or an operator acts on.
+                self.bus.fire({"dc": dc, "in_sync": synced, "drift": row}, "redis_syndic/drift")
+            state.last_drift = row
         data = pack({"checked_at": now, **report})
         if data != self._drift_written:
             _write_atomic(os.path.join(self.dir, "drift.mp"), data)
@@ -454,6 +458,11 @@ class MomEstate:
                                  detail=f"{what} of DC {dc}: {rej.detail}", raw={"raw": raw} if isinstance(raw, bytes) else raw)
         self.bus.fire({"what": f"estate {what}", "dc": dc, "reason": rej.reason, "detail": rej.detail},
                       f"redis_syndic/rejected/{rej.reason}")
+
+
+def _pending(row: Mapping[str, Any]) -> bool:
+    """A DC's listing was not fetched yet: no verdict to announce."""
+    return any(isinstance(v, dict) and v.get("differs") for envs in row.values() for v in envs.values())
 
 
 def _describe(row: Mapping[str, Any]) -> str:

@@ -42,6 +42,7 @@ class EstateHead:
     digest: str
     counts: dict[str, int]
     files: dict[str, dict[str, str]]  # {kind: {saltenv: digest}}
+    seen_resolution: float = 0.0  # how stale "last seen" may be (the DC's roster_seen_resolution)
 
     def encode(self) -> bytes:
         return pack({"v": VERSION, "kind": "estate", **self.__dict__})
@@ -121,7 +122,8 @@ def decode_head(data: bytes, max_bytes: int) -> EstateHead:
     digest = _str(doc, "digest", _DIGEST_RE)
     return EstateHead(dc=_str(doc, "dc", NAME_RE), at=_num(doc, "at"), epoch=_str(doc, "epoch", _EPOCH_RE),
                       seq=_seq(doc, "seq"), snapshot_seq=_seq(doc, "snapshot_seq", -1), digest=digest,
-                      counts=dict(counts), files=_digests(doc.get("files", {})))
+                      counts=dict(counts), files=_digests(doc.get("files", {})),
+                      seen_resolution=_num(doc, "seen_resolution") if "seen_resolution" in doc else 0.0)
 
 
 @_boundary

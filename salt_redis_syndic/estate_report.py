@@ -33,7 +33,7 @@ def load_rosters(settings: Settings) -> dict[str, dict[str, Any]]:
     for name in names:
         with open(os.path.join(base, name), "rb") as fh:
             doc = msgpack.unpackb(fh.read(), raw=False, strict_map_key=False)
-        out[doc["dc"]] = {"updated_at": doc["updated_at"],
+        out[doc["dc"]] = {"updated_at": doc["updated_at"], "seen_resolution": float(doc.get("seen_resolution", 60.0)),
                           "minions": {m: Entry.from_wire(w) for m, w in doc["minions"].items()}}
     return out
 
@@ -75,16 +75,17 @@ def drift_view(settings: Settings) -> dict[str, Any]:
 
 
 def job_estate(rosters: dict[str, dict[str, Any]], dc: str, targeted: list[str], missing: list[str],
-               started_at: float | None, resolution: float) -> dict[str, Any]:
+               started_at: float | None) -> dict[str, Any]:
     """What the roster adds to a job's report for one DC.
 
     ``not_targeted``: accepted minions of the DC the job did not target; ``down``: targeted
     minions that did not return and that their DC has not heard from since before the job
-    (``roster_seen_resolution`` earlier, the precision of "last seen").
+    (the DC's ``roster_seen_resolution`` earlier, the precision of its "last seen").
     """
     roster = rosters.get(dc)
     if roster is None:
         return {}
+    resolution = roster["seen_resolution"]
     minions: dict[str, Entry] = roster["minions"]
     accepted = {m for m, e in minions.items() if e.state == "accepted"}
     down = []

@@ -101,6 +101,5 @@ def job_report(settings: Settings, jid: str, utc_jid: bool = False) -> dict[str,
             "returned": returned,
             "missing": sorted(set(minions) - set(returned)),
         }
-        report[dc].update(job_estate(rosters, dc, minions, report[dc]["missing"], jid_time(jid, utc_jid),
-                                     settings.roster_seen_resolution))
+        report[dc].update(job_estate(rosters, dc, minions, report[dc]["missing"], jid_time(jid, utc_jid)))
     return report
