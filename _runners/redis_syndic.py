@@ -6,6 +6,7 @@
     salt-run redis_syndic.job <jid>       # per DC: acknowledged, targeted, returned, missing
     salt-run redis_syndic.minions [dc=east] [state=pending]   # every minion: DC, key state, last seen
     salt-run redis_syndic.drift           # per DC and saltenv: in sync, or which files differ
+    salt-run redis_syndic.key east accept east-web9   # (key_management) accept/reject/delete on a DC
     salt-run redis_syndic.pubkey          # the MoM's job-signing public key, for the DCs
     salt-run redis_syndic.keys            # DC uplink keys: accepted, pending, rejected
     salt-run redis_syndic.accept <dc>     # trust the key a DC announced
@@ -47,6 +48,11 @@ def minions(dc=None, state=None):
 def drift():
     """Per DC, file_roots/pillar_roots and saltenv: "in sync" or which files differ from the MoM's."""
     return _runner.drift(__opts__)
+
+
+def key(dc, action, minion):
+    """Accept, reject or delete minion ``minion``'s key on DC ``dc`` (needs key_management on both masters)."""
+    return _runner.key(__opts__, str(dc), str(action), str(minion))
 
 
 def keys():

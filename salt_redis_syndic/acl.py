@@ -21,6 +21,7 @@ def mom_rules(namespace: str, mom: str) -> list[str]:
         f"~{keys.jobs}", f"~{keys.uplink(mom)}", f"~{keys.inflight(mom)}",
         f"%R~{keys.status('*')}", f"%R~{keys.dckey('*')}", f"%R~{keys.dcs}", f"~{keys.deadletter}",
         f"%R~{keys.estate('*')}", f"%R~{keys.roster('*')}", f"%R~{keys.files('*')}", f"%W~{keys.resync('*')}",
+        f"%W~{keys.keycmd('*')}",
         "+xadd", "+xtrim", "+xrevrange", "+xinfo|stream", "+blmove", "+lmove", "+lrem", "+lrange",
         "+llen", "+lpush", "+ltrim", "+smembers", "+mget", "+get", "+xread", "+set",
     ]
@@ -36,7 +37,7 @@ def dc_rules(namespace: str, dc: str, moms: list[str]) -> list[str]:
         f"%W~{keys.deadletter}",
         # estate: its own head, roster snapshot and deltas, file listing; the MoM's resync flag
         f"%W~{keys.estate(dc)}", f"%W~{keys.roster(dc)}", f"%W~{keys.roster_deltas(dc)}", f"%W~{keys.files(dc)}",
-        f"~{keys.resync(dc)}",
+        f"~{keys.resync(dc)}", f"%R~{keys.keycmd(dc)}",
         "+xread", "+xrevrange", "+lpush", "+ltrim", "+set", "+sadd", "+xadd", "+get", "+del",
     ]
 

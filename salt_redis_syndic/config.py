@@ -23,7 +23,8 @@ KNOWN_OPTIONS = frozenset(
     ack_wait hold_max startup_grace publish_timeout batch_max_messages batch_max_bytes spool_poll_interval state_dir
     spool_dir signing_key trusted_keys dc_keys sentinel_username sentinel_password payload_key dc_payload_keys max_entry_bytes deadletter_max spool_warn_depth metrics_port
     metrics_address allow_functions deny_functions allow_targets deny_targets allow_target_types
-    estate estate_interval roster_seen_resolution roster_grains roster_stream_maxlen drift_roots drift_interval""".split()
+    estate estate_interval roster_seen_resolution roster_grains roster_stream_maxlen drift_roots drift_interval
+    key_management""".split()
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _NS_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -126,6 +127,7 @@ class Settings:
     roster_stream_maxlen: int = 1000
     drift_roots: tuple[str, ...] = ("file_roots", "pillar_roots")
     drift_interval: float = 60.0
+    key_management: bool = False  # minion keys changed on a DC by signed MoM orders (salt_redis_syndic.keycmd)
 
     @property
     def is_mom(self) -> bool:
@@ -380,5 +382,6 @@ def load_settings(opts: Mapping[str, Any], overrides: Mapping[str, Any] | None =
         roster_stream_maxlen=_int(block, "roster_stream_maxlen", 1000, 10),
         drift_roots=_drift_roots(block),
         drift_interval=_num(block, "drift_interval", 60.0, 0.1),
+        key_management=_bool(block, "key_management", False),
     )
     return settings

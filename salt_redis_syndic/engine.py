@@ -155,7 +155,9 @@ def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event,
 
             DcEstate(settings, opts, uplink_signer, stop, counters,
                      bus=lambda: salt_adapter.MasterBus(opts, listen=True),
-                     minion_data=lambda: salt_adapter.MinionDataCache(opts)).run()
+                     minion_data=lambda: salt_adapter.MinionDataCache(opts),
+                     key_actions=lambda: salt_adapter.KeyManager(opts), deadletters=_deadletters(settings),
+                     fire=_LazyBus(opts)).run()
 
         loops["estate"] = estate_loop
     return loops

@@ -36,11 +36,12 @@ from .deadletter import DeadLetters
 from .drift import Fingerprinter, Listing, digests, drift_report, in_sync
 from .envelope import pack, seal
 from .errors import RejectedEntry
+from .keycmd import KeyActions, SeenOrders, carry_out
 from .estate_records import (EstateHead, FileSet, RosterSnapshot, decode_delta, decode_fileset, decode_head,
                              decode_snapshot, encode_delta, read_record)
 from .roster import Entry, Roster, RosterSource, RosterView, SeenClock, counts, digest, diff, scan_pki
 from .runtime import Backoff, Counters, RateLimitedLog
-from .signing import Signer
+from .signing import Signer, Verifier
 from .transport.connection import TRANSIENT, describe_error, make_client
 from .transport.keys import Keys
 from .transport.stream import JobStream
@@ -85,7 +86,9 @@ class DcEstate:
 
     def __init__(self, settings: Settings, opts: Mapping[str, Any], signer: Signer, stop: threading.Event,
                  counters: Counters | None = None, bus: Callable[[], Bus] | None = None,
-                 minion_data: Callable[[], MinionData] | None = None) -> None:
+                 minion_data: Callable[[], MinionData] | None = None, *,
+                 key_actions: Callable[[], KeyActions] | None = None, deadletters: DeadLetters | None = None,
+                 fire: FireBus | None = None) -> None:
         assert settings.dc is not None
         self.settings = settings
         self.dc = settings.dc
@@ -108,6 +111,9 @@ class DcEstate:
         self._force_files = True
         self._next_files = 0.0
         self._rl = RateLimitedLog(log)
+        self.orders: KeyOrders | None = None
+        if settings.key_management:
+            self.orders = KeyOrders(settings, key_actions, deadletters, fire, self.counters)
 
     def run(self) -> None:
         client = make_client(self.settings.redis)
@@ -181,6 +187,8 @@ class DcEstate:
         return out
 
     def tick(self, client: Any, now: float) -> None:
+        if self.orders is not None:
+            self.orders.run_pending(client, now)  # before the scan: the roster shows their effect at once
         pipe = client.pipeline(transaction=False)
         source = self.source
         delta = source.step(self.current())
@@ -216,6 +224,64 @@ class DcEstate:
             client.delete(self.keys.resync(self.dc))
             self._force_snapshot = self._force_files = True
             self.tick(client, now)  # at once: the MoM's view of this DC is stale until then
+
+
+class KeyOrders:
+    """A DC's side of key management from the MoM: read, check, carry out, audit (see :mod:`keycmd`)."""
+
+    def __init__(self, settings: Settings, actions: Callable[[], KeyActions] | None, deadletters: DeadLetters | None,
+                 fire: FireBus | None, counters: Counters) -> None:
+        assert settings.dc is not None
+        self.settings = settings
+        self.dc = settings.dc
+        self.keys = Keys(settings.namespace)
+        self.verifier = Verifier(settings.trusted_keys)
+        self.seen = SeenOrders(os.path.join(estate_dir(settings), "keycmd.json"))
+        self._actions_factory = actions
+        self._actions: KeyActions | None = None
+        self.deadletters = deadletters
+        self.fire = fire
+        self.counters = counters
+
+    def run_pending(self, client: Any, now: float) -> None:
+        stream = JobStream(client, self.keys.keycmd(self.dc), 1000)
+        if not self.seen.cursor:
+            # Orders sent before key management was turned on here are not carried out.
+            self.seen.cursor = stream.last_id()
+            self.seen.save(now)
+        for entry_id, fields in stream.read(self.seen.cursor, count=100, block_ms=None):
+            raw = fields.get(b"r", fields.get("r"))
+            try:
+                if self._actions is None:
+                    if self._actions_factory is None:
+                        raise RejectedEntry("unsupported", "this engine cannot change minion keys")
+                    self._actions = self._actions_factory()
+                cmd = carry_out(raw, self.dc, self.verifier, self.seen, self._actions, now, self.settings.clock_skew,
+                                self.settings.max_entry_bytes)
+                self.counters.inc("key_orders")
+                self._fire({"dc": self.dc, "minion": cmd.minion, "action": cmd.action, "order": cmd.id, "by": cmd.by},
+                           f"redis_syndic/key_order/{cmd.action}")
+            except RejectedEntry as rej:
+                self.counters.inc(f"rejected_{rej.reason}")
+                log.error("redis_syndic: AUDIT refused key order %s on DC %s: %s (dead-lettered)", entry_id, self.dc, rej)
+                if self.deadletters is not None:
+                    self.deadletters.add(source=f"dc:{self.dc}", entry_id=entry_id, reason=rej.reason, detail=rej.detail,
+                                         raw=fields)
+                self._fire({"dc": self.dc, "entry_id": entry_id, "reason": rej.reason, "detail": rej.detail},
+                           f"redis_syndic/rejected/{rej.reason}")
+            except Exception as err:  # salt.key failed: reported, the next order still runs  # noqa: BLE001
+                self.counters.inc("key_orders_failed")
+                log.error("redis_syndic: AUDIT key order %s on DC %s failed: %s: %s", entry_id, self.dc,
+                          err.__class__.__name__, err)
+            self.seen.cursor = entry_id
+            self.seen.save(now)
+
+    def _fire(self, data: Mapping[str, Any], tag: str) -> None:
+        if self.fire is not None:
+            try:
+                self.fire.fire(data, tag)
+            except Exception as err:  # an event must never stop the loop  # noqa: BLE001
+                log.warning("redis_syndic: cannot fire %s on the local bus (%s)", tag, err)
 
 
 def _changed_envs(old: Mapping[str, Mapping[str, str]], new: Mapping[str, Mapping[str, str]]) -> str:

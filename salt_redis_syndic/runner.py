@@ -67,3 +67,17 @@ def reject(opts: Mapping[str, Any], dc: str) -> dict[str, str]:
 def pubkey(opts: Mapping[str, Any]) -> str:
     signer = load_or_create_signer(_settings(opts).signing_key)
     return signer.public_pem
+
+
+def key(opts: Mapping[str, Any], dc: str, action: str, minion: str) -> dict[str, Any]:
+    """Send a signed accept/reject/delete order for one minion key to DC ``dc`` (key_management)."""
+    import getpass
+    import os
+
+    from .keycmd import send
+
+    try:  # who ran salt-run, for the audit lines (sudo keeps the real user in SUDO_USER)
+        by = os.environ.get("SUDO_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        by = ""
+    return send(_settings(opts), dc, action, minion, by)

@@ -206,3 +206,28 @@ class MinionDataCache:
     def forget(self, keep: set[str]) -> None:
         for minion in [m for m in self._grains if m not in keep]:
             del self._grains[minion]
+
+
+class KeyManager:
+    """Changes one minion's key the way ``salt-key -a/-r/-d <id>`` does (exact id, never a glob)."""
+
+    def __init__(self, opts: Mapping[str, Any]) -> None:
+        import salt.key
+
+        self._key = salt.key.get_key(dict(opts))
+
+    def apply(self, action: str, minion: str) -> str:
+        listed = self._key.list_keys()
+        matches = {state: [minion] for state, ids in listed.items() if minion in ids}
+        if not matches:
+            return "no such key"
+        if action == "accept":
+            self._key.accept(match_dict=matches, include_rejected=True)
+        elif action == "reject":
+            self._key.reject(match_dict=matches, include_accepted=True)
+        elif action == "delete":
+            self._key.delete_key(match_dict=matches)
+        else:
+            raise ValueError(action)
+        after = {state for state, ids in self._key.list_keys().items() if minion in ids}
+        return f"{'/'.join(sorted(matches))} -> {'/'.join(sorted(after)) or 'deleted'}"

@@ -54,6 +54,10 @@ class Keys:
         """Set by the MoM when it needs a fresh roster snapshot from ``dc``."""
         return f"{self.namespace}:resync:{dc}"
 
+    def keycmd(self, dc: str) -> str:
+        """Stream of MoM-signed minion key orders for ``dc`` (key_management)."""
+        return f"{self.namespace}:keycmd:{dc}"
+
     @property
     def deadletter(self) -> str:
         return f"{self.namespace}:deadletter"

@@ -125,3 +125,9 @@ def test_estate_loops_run_as_the_restricted_users(acl_redis, tmp_path):
             dc_client.execute_command(*command)
     with pytest.raises(redis.exceptions.NoPermissionError):
         mom_client.set(keys.estate("east"), b"forged")
+    # Key orders (key_management): the MoM writes them, the DC only reads its own.
+    mom_client.xadd(keys.keycmd("east"), {"r": b"order"})
+    assert len(dc_client.xread({keys.keycmd("east"): "0-0"})[0][1]) == 1
+    for command in (("XADD", keys.keycmd("east"), "*", "r", "forged"), ("XREAD", "STREAMS", keys.keycmd("west"), "0-0")):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            dc_client.execute_command(*command)
