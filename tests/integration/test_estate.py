@@ -55,7 +55,8 @@ class MomEvents:
 
 @pytest.fixture(scope="module")
 def estate_lab() -> Iterator[Lab]:
-    lab = Lab(dcs=DCS, minions_per_dc=2, mom_bridge=FAST, dc_bridge={**FAST, "roster_seen_resolution": 1})
+    lab = Lab(dcs=DCS, minions_per_dc=2, mom_bridge={**FAST, "key_management": True},
+              dc_bridge=lambda dc: {**FAST, "roster_seen_resolution": 1, "key_management": dc == "east"})
     try:
         lab.start()
         yield lab
@@ -117,6 +118,28 @@ def test_roster_follows_a_new_key_its_acceptance_and_its_deletion(estate_lab: La
     assert wait_until(lambda: events.find("redis_syndic/roster/east", removed=["east-extra"]), 10,
                       "the roster event naming the deleted key")
     assert set(roster(estate_lab)) == set(estate_lab.minion_ids)
+
+
+def test_key_orders_from_the_mom_are_carried_out_and_audited_on_both_masters(estate_lab: Lab) -> None:
+    for dc in DCS:
+        (estate_lab.master(dc).pki_dir / "minions_pre" / f"{dc}-ordered").write_text(rsa_public_pem())
+    wait_until(lambda: set(roster(estate_lab, "state=pending")) == {"east-ordered", "west-ordered"}, 15,
+               "both new keys pending on the MoM")
+    sent = {dc: estate_lab.salt_run_json("redis_syndic.key", dc, "accept", f"{dc}-ordered") for dc in DCS}
+    wait_until(lambda: roster(estate_lab).get("east-ordered", {}).get("state") == "accepted", 15,
+               "east-ordered accepted through the MoM's order")
+    order = sent["east"]["order"]
+    assert f"AUDIT key order {order} sent to DC east: accept minion east-ordered" in estate_lab.log("mom")
+    assert wait_until(lambda: "AUDIT key of minion east-ordered on DC east: accept" in estate_lab.log("east"), 10,
+                      "the audit line on east")
+    assert order in estate_lab.log("east")
+    # west did not turn key_management on: the order is not carried out there.
+    assert roster(estate_lab)["west-ordered"]["state"] == "pending"
+    assert "AUDIT" not in estate_lab.log("west")
+    estate_lab.salt_run_json("redis_syndic.key", "east", "delete", "east-ordered")
+    wait_until(lambda: "east-ordered" not in roster(estate_lab), 15, "east-ordered deleted through the MoM's order")
+    salt_key(estate_lab, "west", "-d", "west-ordered")
+    wait_until(lambda: "west-ordered" not in roster(estate_lab), 15, "west-ordered deleted on west")
 
 
 def drift(lab: Lab) -> dict[str, Any]:
