@@ -39,7 +39,7 @@ from .errors import RejectedEntry
 from .keycmd import KeyActions, SeenOrders, carry_out
 from .estate_records import (EstateHead, FileSet, RosterSnapshot, decode_delta, decode_fileset, decode_head,
                              decode_snapshot, encode_delta, read_record)
-from .roster import Entry, Roster, RosterSource, RosterView, SeenClock, counts, digest, diff, scan_pki
+from .roster import Entry, Roster, RosterSource, RosterView, SeenClock, counts, digest, diff, pki_stamp, scan_pki
 from .runtime import Backoff, Counters, RateLimitedLog
 from .signing import Signer, Verifier
 from .transport.connection import TRANSIENT, describe_error, make_client
@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 _RET_TAG = re.compile(r"^salt/job/[0-9]{20}[0-9A-Za-z_]*/ret/([^/]+)$")
 _START_TAG = re.compile(r"^salt/minion/([^/]+)/start$")
 RESYNC_TTL = 300
+FULL_SCAN_EVERY = 6  # ticks between full scans of pki_dir when its directories look unchanged
 
 
 def seen_in_event(tag: str, data: Any) -> str | None:
@@ -107,6 +108,8 @@ class DcEstate:
         self._data_factory = minion_data
         self._data: MinionData | None = None
         self._seeded: set[str] = set()
+        self._pki_stamp: tuple[int, ...] = ()
+        self._quick_ticks = 0
         self._force_snapshot = True  # the first tick of a run always writes one
         self._force_files = True
         self._next_files = 0.0
@@ -164,16 +167,31 @@ class DcEstate:
         return self._data
 
     def current(self) -> Roster:
-        """The roster as it is now: key states, last seen, the configured grains."""
+        """The roster as it is now: key states, last seen, the configured grains.
+
+        The key directories are listed again only when their modification times changed
+        (and every ``FULL_SCAN_EVERY`` ticks, for filesystems with coarse timestamps); in
+        between only the minions heard from since the last tick are looked at.
+        """
+        published = self.source.published
+        dirty = self.clock.take_dirty()
+        stamp = pki_stamp(self.pki_dir)
+        full = (stamp != self._pki_stamp or bool(self.settings.roster_grains) or self.source.seq == 0
+                or self._quick_ticks >= FULL_SCAN_EVERY)
+        if not full:
+            self._quick_ticks += 1
+            moved = {m: Entry(e.state, seen, e.grains) for m in dirty if (e := published.get(m)) is not None
+                     and (seen := self.clock.seen(m, e.seen)) != e.seen}
+            return {**published, **moved} if moved else published
+        self._pki_stamp, self._quick_ticks = stamp, 0
         states = scan_pki(self.pki_dir)
         data = self.minion_data()
         if data is not None:
             for minion in states.keys() - self._seeded:
-                stamp = data.updated(minion)
-                if stamp:
-                    self.clock.note(minion, float(stamp))
+                seeded = data.updated(minion)
+                if seeded:
+                    self.clock.note(minion, float(seeded))
             self._seeded = set(states)
-        published = self.source.published
         out: Roster = {}
         for minion, state in states.items():
             old = published.get(minion)
@@ -182,6 +200,7 @@ class DcEstate:
                 grains = data.grains(minion, self.settings.roster_grains)
             out[minion] = Entry(state, self.clock.seen(minion, old.seen if old else None), grains)
         self.clock.forget(states)
+        self.clock.take_dirty()
         if data is not None:
             data.forget(set(states))
         return out
@@ -316,6 +335,7 @@ class _DcState:
     last_drift: dict[str, Any] | None = None
     resync_asked: float = 0.0
     rejected_ids: set[str] = field(default_factory=set)
+    verified: tuple[str, int] = ("", -1)
 
 
 class MomEstate:
@@ -384,10 +404,13 @@ class MomEstate:
         elif head.seq > state.view.seq and (not self.read_deltas(client, dc, state) or state.view.seq < head.seq):
             self.reload(client, dc, state, now)
         view = state.view
-        if view.epoch == head.epoch and view.seq == head.seq and view.digest() != head.digest:
-            log.warning("redis_syndic: roster of DC %s differs from its digest at #%d; reloading its snapshot", dc, view.seq)
-            self.reload(client, dc, state, now)
-            view = state.view
+        if view.epoch == head.epoch and view.seq == head.seq and state.verified != (view.epoch, view.seq):
+            if view.digest() != head.digest:
+                log.warning("redis_syndic: roster of DC %s differs from its digest at #%d; reloading its snapshot", dc, view.seq)
+                self.reload(client, dc, state, now)
+                view = state.view
+            if view.epoch == head.epoch and view.seq == head.seq and view.digest() == head.digest:
+                state.verified = (view.epoch, view.seq)  # checked once per position, not every tick
         if view.minions != before or not os.path.exists(self.roster_file(dc)):
             self.save_roster(dc, view, now, head.seen_resolution)
             self.announce(dc, before, view.minions)

@@ -78,6 +78,17 @@ def scan_pki(pki_dir: str) -> dict[str, str]:
     return out
 
 
+def pki_stamp(pki_dir: str) -> tuple[int, ...]:
+    """Modification times of the key directories: adding, moving or deleting a key changes them."""
+    out = []
+    for dirname, _ in KEY_DIRS:
+        try:
+            out.append(os.stat(os.path.join(pki_dir, dirname)).st_mtime_ns)
+        except OSError:
+            out.append(0)
+    return tuple(out)
+
+
 def digest(roster: Mapping[str, Entry]) -> str:
     """Order-independent fingerprint of a roster: equal on both sides means in step."""
     h = hashlib.sha256()
@@ -121,10 +132,17 @@ class SeenClock:
     def __init__(self, resolution: float) -> None:
         self.resolution = resolution
         self._raw: dict[str, float] = {}
+        self._dirty: set[str] = set()
 
     def note(self, minion: str, when: float) -> None:
         if when > self._raw.get(minion, float("-inf")):
             self._raw[minion] = when
+            self._dirty.add(minion)
+
+    def take_dirty(self) -> set[str]:
+        """Minions heard from since the last call (only their ``seen`` can have moved)."""
+        dirty, self._dirty = self._dirty, set()
+        return dirty
 
     def seen(self, minion: str, published: int | None) -> int | None:
         raw = self._raw.get(minion)
@@ -154,6 +172,8 @@ class RosterSource:
     published: Roster = field(default_factory=dict)
 
     def step(self, current: Roster) -> Delta | None:
+        if current is self.published and self.seq > 0:
+            return None  # the caller knows nothing changed
         changed, removed = diff(self.published, current)
         if not changed and not removed and self.seq > 0:
             return None

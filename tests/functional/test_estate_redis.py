@@ -194,3 +194,24 @@ def test_drift_names_the_file_then_clears(estate: Estate, redis_server) -> None:
     estate.step(client, 1002.0)
     assert drift_view(estate.mom_settings)["dcs"]["east"] == {"file_roots": {"base": "in sync"}}
     assert [d["in_sync"] for t, d in estate.bus.events if t == "redis_syndic/drift"] == [False, True]
+
+
+def test_between_full_scans_only_heard_minions_are_looked_at(estate: Estate, redis_server) -> None:
+    import os
+
+    from salt_redis_syndic.estate import FULL_SCAN_EVERY
+
+    client = redis_server.client()
+    estate.step(client)
+    estate.dc.clock.note("east-m2", 5000.0)  # heard on the bus
+    view = estate.step(client, 1001.0)
+    assert view["east-m2"]["last_seen"] == "1970-01-01T01:23:20+00:00" and view["east-m1"]["last_seen"] is None
+    # A key written on a filesystem whose directory times did not move is still found by the
+    # periodic full scan.
+    accepted = estate.pki / "minions"
+    before = os.stat(accepted)
+    add_key(estate.pki, "minions", "east-late")
+    os.utime(accepted, ns=(before.st_atime_ns, before.st_mtime_ns))
+    for tick in range(FULL_SCAN_EVERY - 1):  # the tick above was a quick one too
+        assert "east-late" not in estate.step(client, 1002.0 + tick)
+    assert "east-late" in estate.step(client, 1010.0)
