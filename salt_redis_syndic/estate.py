@@ -22,7 +22,6 @@ DC starts or stops serving something else than the MoM.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -51,6 +50,7 @@ log = logging.getLogger(__name__)
 _RET_TAG = re.compile(r"^salt/job/[0-9]{20}[0-9A-Za-z_]*/ret/([^/]+)$")
 _START_TAG = re.compile(r"^salt/minion/([^/]+)/start$")
 RESYNC_TTL = 300
+BAD_HEAD_REPORT_EVERY = 600.0  # seconds between two reports of the same bad head of a DC
 FULL_SCAN_EVERY = 6  # ticks between full scans of pki_dir when its directories look unchanged
 
 
@@ -151,7 +151,12 @@ class DcEstate:
             if self._bus is None:
                 self.stop.wait(left)
                 return
-            event = self._bus.get(wait=min(left, 0.5))
+            try:
+                event = self._bus.get(wait=min(left, 0.5))
+            except Exception as err:  # the master restarting: listen again next tick  # noqa: BLE001
+                self._rl.log(logging.WARNING, "bus", "redis_syndic: lost the local bus (%s); listening again", err)
+                self._bus = None
+                continue
             if event is not None:
                 minion = seen_in_event(*event)
                 if minion is not None:
@@ -331,7 +336,7 @@ class _DcState:
     head: EstateHead | None = None
     listing: Listing | None = None
     listing_for: dict[str, dict[str, str]] | None = None
-    bad_head: str = ""
+    bad_head: tuple[str, float] = ("", 0.0)
     last_drift: dict[str, Any] | None = None
     resync_asked: float = 0.0
     rejected_ids: set[str] = field(default_factory=set)
@@ -383,11 +388,14 @@ class MomEstate:
             state = self.dcs.setdefault(dc, _DcState())
             try:
                 state.head = read_record(raw, self.keyring, dc, decode_head, self.settings.max_entry_bytes)
-                state.bad_head = ""
+                state.bad_head = ("", 0.0)
             except RejectedEntry as rej:
-                fingerprint = hashlib.sha256(raw).hexdigest()
-                if state.bad_head != fingerprint:  # a bad record stays put: report it once, not every tick
-                    state.bad_head = fingerprint
+                if rej.reason == "unknown_key":  # a DC whose key is not accepted yet: the collect loop says so
+                    self._rl.log(logging.INFO, f"unknown:{dc}", "redis_syndic: estate of DC %s ignored until its key is "
+                                 "accepted (salt-run redis_syndic.keys)", dc)
+                elif state.bad_head[0] != rej.reason or now - state.bad_head[1] > BAD_HEAD_REPORT_EVERY:
+                    # A DC rewrites its head every interval: report a bad one once, not every tick.
+                    state.bad_head = (rej.reason, now)
                     self.reject(dc, "head", rej, raw)
                 continue
             self.follow(client, dc, state, now)

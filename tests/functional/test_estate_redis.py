@@ -215,3 +215,20 @@ def test_between_full_scans_only_heard_minions_are_looked_at(estate: Estate, red
     for tick in range(FULL_SCAN_EVERY - 1):  # the tick above was a quick one too
         assert "east-late" not in estate.step(client, 1002.0 + tick)
     assert "east-late" in estate.step(client, 1010.0)
+
+
+def test_bad_heads_are_reported_once_and_unaccepted_dcs_quietly_ignored(estate: Estate, redis_server) -> None:
+    from salt_redis_syndic.estate_records import EstateHead
+
+    client = redis_server.client()
+    keys = Keys("redis_syndic")
+    stranger = Signer(Ed25519PrivateKey.generate())  # a DC whose key nobody accepted
+    client.sadd(keys.dcs, "north", "west")
+    for tick in range(3):
+        for dc, signer in (("north", stranger), ("west", estate.signer)):  # west's head signed with east's key
+            head = EstateHead(dc=dc, at=1000.0 + tick, epoch="0123456789abcdef", seq=1, snapshot_seq=1,
+                              digest="0" * 32, counts={}, files={})
+            client.set(keys.estate(dc), seal(head.encode(), signer))
+        estate.mom.tick(client, 1000.0 + tick)
+    assert [r["reason"] for r in estate.deadletters.local()] == ["wrong_dc"]
+    assert minions_view(estate.mom_settings) == {}
