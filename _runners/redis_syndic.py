@@ -4,6 +4,9 @@
 
     salt-run redis_syndic.status          # one row per DC: alive, last seen, lag, spool, ...
     salt-run redis_syndic.job <jid>       # per DC: acknowledged, targeted, returned, missing
+    salt-run redis_syndic.minions [dc=east] [state=pending]   # every minion: DC, key state, last seen
+    salt-run redis_syndic.drift           # per DC and saltenv: in sync, or which files differ
+    salt-run redis_syndic.key east accept east-web9   # (key_management) accept/reject/delete on a DC
     salt-run redis_syndic.pubkey          # the MoM's job-signing public key, for the DCs
     salt-run redis_syndic.keys            # DC uplink keys: accepted, pending, rejected
     salt-run redis_syndic.accept <dc>     # trust the key a DC announced
@@ -35,6 +38,21 @@ def status():
 def job(jid):
     """Completeness of one bridged job, per DC."""
     return _runner.job(__opts__, str(jid))
+
+
+def minions(dc=None, state=None):
+    """Every minion below the MoM, by id: its DC, key state and last seen (filter by dc, state)."""
+    return _runner.minions(__opts__, None if dc is None else str(dc), None if state is None else str(state))
+
+
+def drift():
+    """Per DC, file_roots/pillar_roots and saltenv: "in sync" or which files differ from the MoM's."""
+    return _runner.drift(__opts__)
+
+
+def key(dc, action, minion):
+    """Accept, reject or delete minion ``minion``'s key on DC ``dc`` (needs key_management on both masters)."""
+    return _runner.key(__opts__, str(dc), str(action), str(minion))
 
 
 def keys():

@@ -20,8 +20,10 @@ def mom_rules(namespace: str, mom: str) -> list[str]:
         "resetkeys", "resetchannels", "-@all", *_CONNECTION,
         f"~{keys.jobs}", f"~{keys.uplink(mom)}", f"~{keys.inflight(mom)}", f"~{keys.confirm(mom, '*')}",
         f"%R~{keys.status('*')}", f"%R~{keys.dckey('*')}", f"%R~{keys.dcs}", f"~{keys.deadletter}",
+        f"%R~{keys.estate('*')}", f"%R~{keys.roster('*')}", f"%R~{keys.files('*')}", f"%W~{keys.resync('*')}",
+        f"%W~{keys.keycmd('*')}",
         "+xadd", "+xtrim", "+xrange", "+xrevrange", "+xinfo|stream", "+blmove", "+lmove", "+lrem", "+lrange",
-        "+llen", "+lpush", "+ltrim", "+smembers", "+mget", "+get", "+set",
+        "+llen", "+lpush", "+ltrim", "+smembers", "+mget", "+get", "+xread", "+set",
     ]
 
 
@@ -33,7 +35,10 @@ def dc_rules(namespace: str, dc: str, moms: list[str]) -> list[str]:
         "resetkeys", "resetchannels", "-@all", *_CONNECTION,
         f"%R~{keys.jobs}", *uplinks, f"~{keys.status(dc)}", f"%W~{keys.dckey(dc)}", f"%W~{keys.dcs}",
         f"%W~{keys.deadletter}", *[f"%R~{keys.confirm(mom, dc)}" for mom in moms],
-        "+xread", "+xrange", "+xrevrange", "+lpush", "+ltrim", "+set", "+sadd", "+get",
+        # estate: its own head, roster snapshot and deltas, file listing; the MoM's resync flag
+        f"%W~{keys.estate(dc)}", f"%W~{keys.roster(dc)}", f"%W~{keys.roster_deltas(dc)}", f"%W~{keys.files(dc)}",
+        f"~{keys.resync(dc)}", f"%R~{keys.keycmd(dc)}",
+        "+xread", "+xrange", "+xrevrange", "+lpush", "+ltrim", "+set", "+sadd", "+xadd", "+get", "+del",
     ]
 
 

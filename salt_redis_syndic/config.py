@@ -24,7 +24,9 @@ KNOWN_OPTIONS = frozenset(
     spool_dir signing_key trusted_keys dc_keys sentinel_username sentinel_password payload_key dc_payload_keys max_entry_bytes deadletter_max spool_warn_depth metrics_port
     metrics_address reconcile_interval resend_window allow_functions deny_functions allow_targets deny_targets allow_target_types
     moms mirror_returns forward_events forward_events_rate forward_events_max_bytes forward_events_original_tag
-    forward_events_down relay""".split()
+    forward_events_down relay
+    estate estate_interval roster_seen_resolution roster_grains roster_stream_maxlen drift_roots drift_interval
+    key_management""".split()
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _NS_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -131,6 +133,15 @@ class Settings:
     forward_events_original_tag: bool = False
     forward_events_down: tuple[str, ...] = ()
     relay: bool = False
+    # The estate (salt_redis_syndic.estate): each DC's minion roster and what its master serves.
+    estate: bool = True
+    estate_interval: float = 10.0
+    roster_seen_resolution: float = 60.0
+    roster_grains: tuple[str, ...] = ()
+    roster_stream_maxlen: int = 1000
+    drift_roots: tuple[str, ...] = ("file_roots", "pillar_roots")
+    drift_interval: float = 60.0
+    key_management: bool = False  # minion keys changed on a DC by signed MoM orders (salt_redis_syndic.keycmd)
 
     @property
     def is_mom(self) -> bool:
@@ -290,6 +301,13 @@ def _moms(block: Mapping[str, Any], role: str) -> tuple[str, ...]:
             if block.get(needs):
                 raise ConfigError("moms", f"is required with {needs}: the master ids of the MoMs to send to")
     return moms
+def _drift_roots(block: Mapping[str, Any]) -> tuple[str, ...]:
+    value = block.get("drift_roots", ["file_roots", "pillar_roots"])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not set(value) <= {"file_roots", "pillar_roots"}:
+        raise ConfigError("drift_roots", f"must be a list of file_roots and/or pillar_roots (or []), got {value!r}")
+    return tuple(dict.fromkeys(value))
 
 
 def _metrics_port(block: Mapping[str, Any]) -> int | None:
@@ -394,5 +412,13 @@ def load_settings(opts: Mapping[str, Any], overrides: Mapping[str, Any] | None =
         forward_events_original_tag=_bool(block, "forward_events_original_tag", False),
         forward_events_down=_globs(block, "forward_events_down") or (),
         relay=_bool(block, "relay", False),
+        estate=_bool(block, "estate", True),
+        estate_interval=_num(block, "estate_interval", 10.0, 0.1),
+        roster_seen_resolution=_num(block, "roster_seen_resolution", 60.0, 0.0),
+        roster_grains=_globs(block, "roster_grains") or (),
+        roster_stream_maxlen=_int(block, "roster_stream_maxlen", 1000, 10),
+        drift_roots=_drift_roots(block),
+        drift_interval=_num(block, "drift_interval", 60.0, 0.1),
+        key_management=_bool(block, "key_management", False),
     )
     return settings

@@ -107,7 +107,16 @@ def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event,
                       MomLedger(ledger_file(settings.state_dir, "mom")), published, _deadletters(settings), counters, stop,
                       gauges=gauges, keyring=keyring, signer=signer).run()
 
-        return {"publish": publish_loop, "collect": collect_loop}
+        loops = {"publish": publish_loop, "collect": collect_loop}
+        if settings.estate:
+            def estate_loop() -> None:
+                from .estate import MomEstate
+
+                MomEstate(settings, opts, DcKeyring(dc_keys_dir(settings), dict(settings.dc_keys)), _LazyBus(opts),
+                          _deadletters(settings), counters, stop).run()
+
+            loops["estate"] = estate_loop
+        return loops
 
     from .dc import JobConsumer
     from .ledger import DcLedger, ledger_file
@@ -143,4 +152,16 @@ def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event,
                 gauges=gauges, bus=_LazyBus(opts), signer=uplink_signer, ledger=DcLedger(ledger_file(settings.state_dir, "dc")),
                 deadletters=_deadletters(settings)).run()
 
-    return {"jobs": jobs_loop, "uplink": uplink_loop}
+    loops = {"jobs": jobs_loop, "uplink": uplink_loop}
+    if settings.estate:
+        def estate_loop() -> None:
+            from .estate import DcEstate
+
+            DcEstate(settings, opts, uplink_signer, stop, counters,
+                     bus=lambda: salt_adapter.MasterBus(opts, listen=True),
+                     minion_data=lambda: salt_adapter.MinionDataCache(opts),
+                     key_actions=lambda: salt_adapter.KeyManager(opts), deadletters=_deadletters(settings),
+                     fire=_LazyBus(opts)).run()
+
+        loops["estate"] = estate_loop
+    return loops

@@ -23,7 +23,22 @@ def status(opts: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def job(opts: Mapping[str, Any], jid: str) -> dict[str, Any]:
-    return job_report(_settings(opts), jid)
+    return job_report(_settings(opts), jid, utc_jid=bool(opts.get("utc_jid")))
+
+
+def minions(opts: Mapping[str, Any], dc: str | None = None, state: str | None = None) -> dict[str, Any]:
+    from .estate_report import minions_view
+
+    try:
+        return minions_view(_settings(opts), dc=dc, state=state)
+    except ValueError as err:
+        raise ConfigError("state", str(err)) from None
+
+
+def drift(opts: Mapping[str, Any]) -> dict[str, Any]:
+    from .estate_report import drift_view
+
+    return drift_view(_settings(opts))
 
 
 def _keyring(opts: Mapping[str, Any]) -> DcKeyring:
@@ -52,3 +67,17 @@ def reject(opts: Mapping[str, Any], dc: str) -> dict[str, str]:
 def pubkey(opts: Mapping[str, Any]) -> str:
     signer = load_or_create_signer(_settings(opts).signing_key)
     return signer.public_pem
+
+
+def key(opts: Mapping[str, Any], dc: str, action: str, minion: str) -> dict[str, Any]:
+    """Send a signed accept/reject/delete order for one minion key to DC ``dc`` (key_management)."""
+    import getpass
+    import os
+
+    from .keycmd import send
+
+    try:  # who ran salt-run, for the audit lines (sudo keeps the real user in SUDO_USER)
+        by = os.environ.get("SUDO_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        by = ""
+    return send(_settings(opts), dc, action, minion, by)

@@ -209,3 +209,71 @@ def wait_for_master(opts: Mapping[str, Any], timeout: float, stop: Any) -> bool:
             return True
         stop.wait(0.2)
     return False
+
+
+class MinionDataCache:
+    """What the master caches about its minions (``minion_data_cache``): when, and which grains.
+
+    Salt 3008 stores each minion's grains in the ``grains`` bank whenever the minion fetches
+    its pillar (start, refresh): the time of that write is a "last seen" that costs one
+    stat, and the grains are re-read only when it changes.
+    """
+
+    def __init__(self, opts: Mapping[str, Any]) -> None:
+        import salt.cache
+
+        self._cache = salt.cache.factory(dict(opts))
+        self._grains: dict[str, tuple[int | None, dict[str, Any] | None]] = {}
+
+    def updated(self, minion: str) -> int | None:
+        try:
+            value = self._cache.updated("grains", minion)
+        except Exception:  # a cache driver error must not stop the roster  # noqa: BLE001
+            return None
+        return int(value) if value else None
+
+    def grains(self, minion: str, names: tuple[str, ...]) -> dict[str, Any] | None:
+        """The named grains of ``minion`` (None when the master has none cached)."""
+        stamp = self.updated(minion)
+        cached = self._grains.get(minion)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        picked: dict[str, Any] | None = None
+        if stamp is not None:
+            try:
+                data = self._cache.fetch("grains", minion) or {}
+            except Exception:  # noqa: BLE001
+                data = {}
+            if isinstance(data, dict):
+                picked = {name: data[name] for name in names if name in data}
+        self._grains[minion] = (stamp, picked)
+        return picked
+
+    def forget(self, keep: set[str]) -> None:
+        for minion in [m for m in self._grains if m not in keep]:
+            del self._grains[minion]
+
+
+class KeyManager:
+    """Changes one minion's key the way ``salt-key -a/-r/-d <id>`` does (exact id, never a glob)."""
+
+    def __init__(self, opts: Mapping[str, Any]) -> None:
+        import salt.key
+
+        self._key = salt.key.get_key(dict(opts))
+
+    def apply(self, action: str, minion: str) -> str:
+        listed = self._key.list_keys()
+        matches = {state: [minion] for state, ids in listed.items() if minion in ids}
+        if not matches:
+            return "no such key"
+        if action == "accept":
+            self._key.accept(match_dict=matches, include_rejected=True)
+        elif action == "reject":
+            self._key.reject(match_dict=matches, include_accepted=True)
+        elif action == "delete":
+            self._key.delete_key(match_dict=matches)
+        else:
+            raise ValueError(action)
+        after = {state for state, ids in self._key.list_keys().items() if minion in ids}
+        return f"{'/'.join(sorted(matches))} -> {'/'.join(sorted(after)) or 'deleted'}"

@@ -62,8 +62,24 @@ def dc_status(settings: Settings, now: float | None = None) -> dict[str, dict[st
     return out
 
 
-def job_report(settings: Settings, jid: str) -> dict[str, Any]:
-    """Per DC: acknowledged or not, targeted minions, returned, missing."""
+def jid_time(jid: str, utc: bool = False) -> float | None:
+    """When Salt made ``jid`` (``%Y%m%d%H%M%S%f``, local time unless ``utc_jid``)."""
+    try:
+        when = datetime.strptime(jid[:20], "%Y%m%d%H%M%S%f")
+    except ValueError:
+        return None
+    return (when.replace(tzinfo=timezone.utc) if utc else when).timestamp()
+
+
+def job_report(settings: Settings, jid: str, utc_jid: bool = False) -> dict[str, Any]:
+    """Per DC: acknowledged or not, targeted minions, returned, missing.
+
+    With the estate roster, also how many minions the DC has, which it did not target and
+    which of the missing ones look down (see :func:`estate_report.job_estate`).
+    """
+    from .estate_report import job_estate, load_rosters
+
+    rosters = load_rosters(settings)
     ledger = MomLedger(ledger_file(settings.state_dir, "mom"))
     try:
         acks = ledger.acks(jid)
@@ -85,4 +101,5 @@ def job_report(settings: Settings, jid: str) -> dict[str, Any]:
             "returned": returned,
             "missing": sorted(set(minions) - set(returned)),
         }
+        report[dc].update(job_estate(rosters, dc, minions, report[dc]["missing"], jid_time(jid, utc_jid)))
     return report

@@ -38,6 +38,30 @@ class Keys:
         """Set of DC names that ever sent a heartbeat."""
         return f"{self.namespace}:dcs"
 
+    def estate(self, dc: str) -> str:
+        """A DC's signed estate head: roster position and digest, what its master serves."""
+        return f"{self.namespace}:estate:{dc}"
+
+    def roster(self, dc: str) -> str:
+        """A DC's signed roster snapshot (rewritten only on start, on request, or after many deltas)."""
+        return f"{self.namespace}:roster:{dc}"
+
+    def roster_deltas(self, dc: str) -> str:
+        """Stream of a DC's signed roster changes."""
+        return f"{self.namespace}:roster:{dc}:deltas"
+
+    def files(self, dc: str) -> str:
+        """A DC's signed full listing of what it serves (read by the MoM only when digests differ)."""
+        return f"{self.namespace}:files:{dc}"
+
+    def resync(self, dc: str) -> str:
+        """Set by the MoM when it needs a fresh roster snapshot from ``dc``."""
+        return f"{self.namespace}:resync:{dc}"
+
+    def keycmd(self, dc: str) -> str:
+        """Stream of MoM-signed minion key orders for ``dc`` (key_management)."""
+        return f"{self.namespace}:keycmd:{dc}"
+
     @property
     def deadletter(self) -> str:
         return f"{self.namespace}:deadletter"

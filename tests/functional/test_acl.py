@@ -104,3 +104,43 @@ def test_dc_user_reads_jobs_and_writes_its_uplink_but_cannot_add_jobs(acl_redis,
     with pytest.raises(redis.exceptions.NoPermissionError):
         dc_client.set(keys.dckey("west"), b"forged")
     assert acl_redis.client().llen(keys.deadletter) == 1
+
+
+def test_estate_loops_run_as_the_restricted_users(acl_redis, tmp_path):
+    """The DC writes only its own estate records; the MoM reads them and may ask for a resync."""
+    from salt_redis_syndic.dckeys import DcKeyring
+    from salt_redis_syndic.estate import DcEstate, MomEstate
+    from salt_redis_syndic.estate_report import minions_view
+
+    keys = Keys(NS)
+    pki = tmp_path / "pki"
+    (pki / "minions").mkdir(parents=True)
+    (pki / "minions" / "east-m1").write_text("key")
+    signer = Signer(Ed25519PrivateKey.generate())
+    dc = settings_for(acl_redis, "dc-east", "east-secret", "dc", tmp_path, drift_roots=[])
+    mom = settings_for(acl_redis, "mom", "mom-secret", "mom", tmp_path, drift_roots=[], dc_keys={"east": signer.public_pem})
+    dc_client, mom_client = make_client(dc.redis), make_client(mom.redis)
+    dc_estate = DcEstate(dc, {"pki_dir": str(pki)}, signer, threading.Event())
+    dc_estate.tick(dc_client, 1000.0)
+    (pki / "minions" / "east-m2").write_text("key")
+    dc_estate.tick(dc_client, 1001.0)  # a delta this time
+    mom_estate = MomEstate(mom, {}, DcKeyring(str(tmp_path / "dckeys"), dict(mom.dc_keys)),
+                           bus=type("Bus", (), {"fire": lambda self, data, tag: True})(), deadletters=None,
+                           counters=Counters(), stop=threading.Event())
+    mom_estate.tick(mom_client, 1001.0)
+    assert set(minions_view(mom)) == {"east-m1", "east-m2"}
+    mom_client.set(keys.resync("east"), b"1")
+    dc_estate.tick(dc_client, 1002.0)  # reads and clears the MoM's request
+    assert acl_redis.client().get(keys.resync("east")) is None
+    for command in (("SET", keys.estate("west"), "x"), ("XADD", keys.roster_deltas("west"), "*", "r", "x"),
+                    ("SET", keys.roster("west"), "x"), ("SET", keys.files("west"), "x"), ("GET", keys.resync("west"))):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            dc_client.execute_command(*command)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        mom_client.set(keys.estate("east"), b"forged")
+    # Key orders (key_management): the MoM writes them, the DC only reads its own.
+    mom_client.xadd(keys.keycmd("east"), {"r": b"order"})
+    assert len(dc_client.xread({keys.keycmd("east"): "0-0"})[0][1]) == 1
+    for command in (("XADD", keys.keycmd("east"), "*", "r", "forged"), ("XREAD", "STREAMS", keys.keycmd("west"), "0-0")):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            dc_client.execute_command(*command)
