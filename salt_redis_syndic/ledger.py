@@ -16,6 +16,9 @@ import time
 from dataclasses import dataclass
 
 
+ACKS_CACHE_JIDS = 256  # jids whose acks MomLedger keeps parsed in memory
+
+
 def ledger_file(state_dir: str, role: str) -> str:
     """Where a role's ledger lives (``dc.sqlite`` / ``mom.sqlite`` in the state dir)."""
     return os.path.join(state_dir, f"{role}.sqlite")
@@ -127,6 +130,9 @@ class MomLedger:
             """
         )
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # acks(jid) is read for every stored return: parsing every DC's minion list from JSON
+        # each time grew with the DC size (10 DCs x 1,000 minions: 10,000 names per return).
+        self._acks_cache: dict[str, dict[str, tuple[str, list[str]]]] = {}
 
     def record_published(self, jid: str, expires_at: float) -> None:
         with self._lock:
@@ -143,10 +149,19 @@ class MomLedger:
                 "INSERT OR IGNORE INTO acks(jid, dc, status, minions, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
                 (jid, dc, status, json.dumps(minions), reason, time.time()),
             )
+            self._acks_cache.pop(jid, None)
             return cur.rowcount == 1
 
     def acks(self, jid: str) -> dict[str, tuple[str, list[str]]]:
-        return {dc: (status, json.loads(m)) for dc, status, m in self._db.execute("SELECT dc, status, minions FROM acks WHERE jid=?", (jid,))}
+        """{dc: (status, minions)} for ``jid``; the minion lists are shared: do not mutate them."""
+        cached = self._acks_cache.get(jid)
+        if cached is None:
+            cached = {dc: (status, json.loads(m))
+                      for dc, status, m in self._db.execute("SELECT dc, status, minions FROM acks WHERE jid=?", (jid,))}
+            if len(self._acks_cache) >= ACKS_CACHE_JIDS:
+                self._acks_cache.pop(next(iter(self._acks_cache)))  # oldest first
+            self._acks_cache[jid] = cached
+        return dict(cached)
 
     def is_stored(self, jid: str, minion: str) -> bool:
         return self._db.execute("SELECT 1 FROM stored WHERE jid=? AND minion=?", (jid, minion)).fetchone() is not None
@@ -160,6 +175,7 @@ class MomLedger:
 
     def prune(self, older_than: float) -> None:
         with self._lock:
+            self._acks_cache.clear()
             for table, col in (("acks", "at"), ("stored", "at"), ("published", "at")):
                 self._db.execute(f"DELETE FROM {table} WHERE {col} < ?", (older_than,))
 
