@@ -20,7 +20,7 @@ from typing import Any
 
 from salt_redis_syndic.lab import Lab
 
-from .common import summary, write_result
+from .common import exit_on_sigterm, summary, write_result
 from .topologies import TARGET, Labs, describe, link_delay
 
 DEFAULT = "direct,bridge,syndic-w1,syndic-stock"
@@ -39,7 +39,7 @@ def burst(lab: Lab, client: Any, jobs: int, deadline: float, poll: float = 0.25)
     begin = time.perf_counter()
     jids: list[str] = []
     for _ in range(jobs):
-        pub = client.pub(TARGET, "test.ping", [], timeout=5)
+        pub = client.pub(TARGET, "test.ping", [], timeout=60)
         if isinstance(pub, dict) and pub.get("jid"):
             jids.append(str(pub["jid"]))
     published = time.perf_counter() - begin
@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wan", action="store_true", help="benchmark 3: no delay vs. --delay on every DC link")
     parser.add_argument("--delay", type=float, default=0.1, help="one-way delay per DC link for --wan (s)")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     names = (args.topologies or (WAN_DEFAULT if args.wan else DEFAULT)).split(",")
     delays = [0.0, args.delay] if args.wan else [0.0]
     data = run(names, args.jobs, args.rounds, args.minions, args.deadline, delays, links=args.wan)

@@ -16,7 +16,7 @@ from typing import Any
 
 from salt_redis_syndic.lab import Lab, parse_json_output
 
-from .common import summary, timed, write_result
+from .common import exit_on_sigterm, summary, timed, write_result
 from .topologies import TARGET, Labs, describe
 
 DEFAULT = "direct,bridge,syndic,syndic-w1,syndic-stock"
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minions", type=int, default=3, help="minions per DC")
     parser.add_argument("--topologies", default=DEFAULT)
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     names = args.topologies.split(",")
 
     results: dict[str, list[float]] = {n: [] for n in names}

@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from .cli_latency import measure
-from .common import summary, write_result
+from .common import exit_on_sigterm, summary, write_result
 from .topologies import TARGET, describe, make, wait_ready
 
 
@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--topologies", default="direct,bridge,syndic-w1")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     names = args.topologies.split(",")
     rows: dict[str, Any] = {}
     for name in names:

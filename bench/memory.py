@@ -19,7 +19,7 @@ from typing import Any
 from salt_redis_syndic.lab import Lab
 
 from .burst import burst, publisher
-from .common import write_result
+from .common import exit_on_sigterm, write_result
 from .topologies import make, wait_ready
 
 KINDS = {"Engine": "engine", "EventReturn": "event_return"}
@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minions", type=int, default=3, help="minions per DC (2 DCs)")
     parser.add_argument("--interval", type=float, default=5)
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     lab = make("bridge", minions=args.minions)
     samples: list[dict[str, Any]] = []
     bursts: list[dict[str, Any]] = []

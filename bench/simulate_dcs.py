@@ -40,7 +40,7 @@ from salt_redis_syndic.signing import Signer, Verifier, load_or_create_signer
 from salt_redis_syndic.transport.keys import Keys
 from salt_redis_syndic.transport.queue import UplinkQueue
 
-from .common import summary, write_result
+from .common import exit_on_sigterm, summary, write_result
 
 NAMESPACE = "redis_syndic"
 
@@ -149,15 +149,16 @@ def count_stored(lab: Lab, jid: str) -> int:
 
 
 def publish(client: Any, tries: int = 10) -> str:
-    """Publish ``test.ping`` on the MoM; retried (a master just started may not answer yet)."""
-    for attempt in range(tries):
-        try:
-            pub = client.pub("*", "test.ping", [], timeout=15)
-            if isinstance(pub, dict) and pub.get("jid"):
-                return str(pub["jid"])
-        except Exception:  # noqa: BLE001 - SaltReqTimeoutError and friends: try again
-            if attempt == tries - 1:
-                raise
+    """Publish ``test.ping`` on the MoM.
+
+    A timed-out publish may still have gone out: retrying it would start a second job whose
+    returns queue ahead of the measured one.  So a timeout is final; only a reply without a
+    jid (master not ready) is retried.
+    """
+    for _ in range(tries):
+        pub = client.pub("*", "test.ping", [], timeout=120)
+        if isinstance(pub, dict) and pub.get("jid"):
+            return str(pub["jid"])
         time.sleep(1)
     raise RuntimeError("the MoM did not accept a publish")
 
@@ -280,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, default=None,
                         help="write py-spy collapsed stacks of the MoM engine during the bridge rounds here")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
 
     dcs = sim_dc_names(args.dcs)
     total = args.dcs * args.minions
