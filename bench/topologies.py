@@ -97,12 +97,26 @@ class Labs(contextlib.ExitStack):
         dcs, minions, kwargs = self._args
         try:
             for name in self.names:
-                lab = make(name, dcs, minions, **kwargs)
-                self.labs[name] = self.enter_context(lab)
-                print(f"  {name}: up in {lab.start_seconds or 0:.0f}s", flush=True)
+                self.labs[name] = self._start(name, dcs, minions, kwargs)
             for name, lab in self.labs.items():
                 self.ready[name] = wait_ready(name, lab)
         except BaseException:
             self.close()
             raise
         return self
+
+    def _start(self, name: str, dcs: Sequence[str], minions: int, kwargs: dict[str, Any], tries: int = 3) -> Lab:
+        """Start one lab; on a saturated host the lab's own readiness CLI calls may time out: retry."""
+        for attempt in range(1, tries + 1):
+            lab = make(name, dcs, minions, **kwargs)
+            try:
+                lab.start()
+            except LabError as err:
+                print(f"  {name}: start attempt {attempt} failed: {str(err).splitlines()[0][:200]}", flush=True)
+                if attempt == tries:
+                    raise
+                continue
+            self.callback(lab.stop)
+            print(f"  {name}: up in {lab.start_seconds or 0:.0f}s", flush=True)
+            return lab
+        raise AssertionError("unreachable")
