@@ -1,85 +1,105 @@
-"""CLI latency: ``salt '*' test.ping`` on the top master, bridge vs. a single master.
+"""CLI latency: ``salt '*-m*' test.ping`` on the top master, bridge vs. direct vs. syndic.
 
-Both labs run at the same time with the same minion ids (2 DCs x N minions) and the runs
-are interleaved, so machine noise hits both alike.  Every run must return every minion
-(a run with a missing minion counts as a failure and is reported, not timed away).
+All topologies run at the same time with the same minion ids (2 DCs x N minions) and the
+runs are interleaved (one run of each topology in turn), so machine noise hits them alike.
+A run counts only if every minion returned; others are counted as failures, not timed away.
+The stock syndic returns nothing in this lab: it gets ``--stock-runs`` runs, to record that.
 
-    python -m bench.cli_latency [--runs 10] [--minions 2]
+    python -m bench.cli_latency [--runs 10] [--minions 3] [--topologies direct,bridge,syndic,syndic-w1,syndic-stock]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from typing import Any
 
 from salt_redis_syndic.lab import Lab, parse_json_output
 
-from .common import summary, timed, write_result
+from .common import exit_on_sigterm, summary, timed, write_result
+from .topologies import TARGET, Labs, describe
+
+DEFAULT = "direct,bridge,syndic,syndic-w1,syndic-stock"
 
 
-def measure(lab: Lab, runs: int, expected: set[str]) -> tuple[list[float], int]:
+def measure(lab: Lab, runs: int, expected: set[str]) -> tuple[list[float], int, list[int]]:
+    """(seconds of the complete runs, failed runs, returns seen per run)."""
     samples: list[float] = []
     failures = 0
+    seen: list[int] = []
     for _ in range(runs):
-        seconds, result = timed(lambda: lab.salt("*", "test.ping", "--out=json", "--static", timeout=120))
+        seconds, result = timed(lambda: lab.salt(TARGET, "test.ping", "--out=json", "--static", timeout=180))
         try:
-            ok = {m for m, r in parse_json_output(result.stdout, result).items() if r is True} == expected
-        except Exception:
-            ok = False
-        if ok:
+            got = {m for m, r in parse_json_output(result.stdout, result).items() if r is True}
+        except Exception:  # noqa: BLE001 - no JSON at all ("No return received")
+            got = set()
+        seen.append(len(got & expected))
+        if got >= expected:
             samples.append(seconds)
         else:
             failures += 1
-    return samples, failures
+    return samples, failures, seen
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--minions", type=int, default=2, help="minions per DC")
+    parser.add_argument("--stock-runs", type=int, default=2, help="runs of the stock syndic (each ~20 s, no return)")
+    parser.add_argument("--minions", type=int, default=3, help="minions per DC")
+    parser.add_argument("--topologies", default=DEFAULT)
     args = parser.parse_args(argv)
+    exit_on_sigterm()
+    names = args.topologies.split(",")
 
-    bridged = Lab(minions_per_dc=args.minions)
-    direct = Lab.direct(minions_per_dc=args.minions)
-    with bridged, direct:
-        bridged.wait_bridge(timeout=120)
-        direct.wait_bridge(timeout=120)
-        expected = set(bridged.minion_ids)
-        # warm-up: first runs pay for loader caches on every master
-        measure(bridged, 2, expected)
-        measure(direct, 2, expected)
-        results: dict[str, list[float]] = {"bridge": [], "direct": []}
-        failures = {"bridge": 0, "direct": 0}
-        for _ in range(args.runs):
-            for name, lab in (("bridge", bridged), ("direct", direct)):
-                samples, failed = measure(lab, 1, expected)
+    results: dict[str, list[float]] = {n: [] for n in names}
+    failures = {n: 0 for n in names}
+    returns_seen: dict[str, list[int]] = {n: [] for n in names}
+    with Labs(names, minions=args.minions) as labs:
+        expected = set(next(iter(labs.labs.values())).minion_ids)
+        for name, lab in labs.labs.items():  # warm-up: loader caches on every master
+            if name != "syndic-stock":
+                measure(lab, 2, expected)
+        for i in range(args.runs):
+            for name, lab in labs.labs.items():
+                if name == "syndic-stock" and i >= args.stock_runs:
+                    continue
+                samples, failed, seen = measure(lab, 1, expected)
                 results[name] += samples
                 failures[name] += failed
-    table = {name: summary(samples) if samples else None for name, samples in results.items()}
-    ratio = (table["bridge"]["median"] / table["direct"]["median"]) if table["bridge"] and table["direct"] else None
+                returns_seen[name] += seen
+            print(f"  run {i + 1}: " + ", ".join(f"{n} {results[n][-1]:.2f}s" if results[n] else f"{n} -" for n in names),
+                  flush=True)
+        topo = {name: describe(name, lab) for name, lab in labs.labs.items()}
+    table: dict[str, Any] = {name: summary(samples) if samples else None for name, samples in results.items()}
+
+    def ratio(a: str, b: str) -> float | None:
+        if table.get(a) and table.get(b):
+            return round(table[a]["median"] / table[b]["median"], 3)
+        return None
+
+    ratios = {f"{n}_to_direct": ratio(n, "direct") for n in names if n != "direct"}
+    ratios.update({f"bridge_to_{n}": ratio("bridge", n) for n in names if n.startswith("syndic")})
     data = {
-        "what": "salt '*' test.ping wall time on the top master",
-        "topology": f"2 DCs x {args.minions} minions; bridge: MoM + 2 DC masters + redis, syndic_wait 0; "
-                    f"direct: one master with all minions",
+        "what": f"salt '{TARGET}' test.ping wall time on the top master",
+        "topology": f"2 DCs x {args.minions} minions",
+        "topologies": topo,
         "runs": args.runs,
         "results": table,
         "failures": failures,
-        "ratio_bridge_to_direct_median": round(ratio, 3) if ratio else None,
+        "returns_seen_per_run": returns_seen,
+        "ratios": ratios,
+        "ratio_bridge_to_direct_median": ratios.get("bridge_to_direct"),
         "samples": results,
     }
     path = write_result("cli_latency", data)
-    print(f"{'config':<8} {'median':>8} {'min':>8} {'max':>8} {'ok':>4} {'failed':>6}")
-    for name in ("direct", "bridge"):
+    print(f"\n{'topology':<14} {'median':>8} {'min':>8} {'max':>8} {'ok':>4} {'failed':>6}  returns/run")
+    for name in names:
         row = table[name]
-        if row:
-            print(f"{name:<8} {row['median']:>8.3f} {row['min']:>8.3f} {row['max']:>8.3f} {row['n']:>4} {failures[name]:>6}")
-        else:
-            print(f"{name:<8} {'-':>8} {'-':>8} {'-':>8} {0:>4} {failures[name]:>6}")
-    print(f"bridge/direct median ratio: {data['ratio_bridge_to_direct_median']}")
-    print(f"written: {path}")
-    json.dumps(data)
-    return 0 if all(v == 0 for v in failures.values()) else 1
+        cells = (f"{row['median']:>8.3f} {row['min']:>8.3f} {row['max']:>8.3f} {row['n']:>4}" if row
+                 else f"{'-':>8} {'-':>8} {'-':>8} {0:>4}")
+        print(f"{name:<14} {cells} {failures[name]:>6}  {sorted(set(returns_seen[name]))} of {len(expected)}")
+    print(f"ratios: {ratios}\nwritten: {path}")
+    return 0
 
 
 if __name__ == "__main__":

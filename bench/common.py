@@ -48,3 +48,19 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     payload = {"benchmark": name, "when": stamp, "machine": machine(), **data}
     path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (and SIGINT, which Salt's client code may swallow) into SystemExit.
+
+    A benchmark owns labs of real daemons; exiting through ``with``/``finally`` tears them
+    down instead of leaving them running.
+    """
+    import signal
+    import sys
+
+    def handler(signum: int, _frame: Any) -> None:
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

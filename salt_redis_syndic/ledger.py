@@ -21,6 +21,9 @@ import time
 from dataclasses import dataclass
 
 
+ACKS_CACHE_JIDS = 256  # jids whose acks MomLedger keeps parsed in memory
+
+
 def ledger_file(state_dir: str, role: str) -> str:
     """Where a role's ledger lives (``dc.sqlite`` / ``mom.sqlite`` in the state dir)."""
     return os.path.join(state_dir, f"{role}.sqlite")
@@ -272,6 +275,9 @@ class MomLedger:
         with self._lock:
             self._db.execute("INSERT INTO uplink_seq(dc, done_upto, max_seen) VALUES (?, ?, ?) ON CONFLICT(dc) DO UPDATE "
                              "SET done_upto=excluded.done_upto, max_seen=excluded.max_seen", (dc, done_upto, max_seen))
+        # acks(jid) is read for every stored return: parsing every DC's minion list from JSON
+        # each time grew with the DC size (10 DCs x 1,000 minions: 10,000 names per return).
+        self._acks_cache: dict[str, dict[str, tuple[str, list[str]]]] = {}
 
     def record_published(self, jid: str, expires_at: float) -> None:
         with self._lock:
@@ -288,6 +294,7 @@ class MomLedger:
                 "INSERT OR IGNORE INTO acks(jid, dc, status, minions, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
                 (jid, dc, status, json.dumps(minions), reason, time.time()),
             )
+            self._acks_cache.pop(jid, None)
             return cur.rowcount == 1
 
     def extend_ack(self, jid: str, dc: str, minions: list[str]) -> list[str]:
@@ -304,10 +311,19 @@ class MomLedger:
                 "ON CONFLICT(jid, dc) DO UPDATE SET minions=excluded.minions",
                 (jid, dc, json.dumps(merged), time.time()),
             )
+            self._acks_cache.pop(jid, None)
             return added
 
     def acks(self, jid: str) -> dict[str, tuple[str, list[str]]]:
-        return {dc: (status, json.loads(m)) for dc, status, m in self._db.execute("SELECT dc, status, minions FROM acks WHERE jid=?", (jid,))}
+        """{dc: (status, minions)} for ``jid``; the minion lists are shared: do not mutate them."""
+        cached = self._acks_cache.get(jid)
+        if cached is None:
+            cached = {dc: (status, json.loads(m))
+                      for dc, status, m in self._db.execute("SELECT dc, status, minions FROM acks WHERE jid=?", (jid,))}
+            if len(self._acks_cache) >= ACKS_CACHE_JIDS:
+                self._acks_cache.pop(next(iter(self._acks_cache)))  # oldest first
+            self._acks_cache[jid] = cached
+        return dict(cached)
 
     def is_stored(self, jid: str, minion: str) -> bool:
         return self._db.execute("SELECT 1 FROM stored WHERE jid=? AND minion=?", (jid, minion)).fetchone() is not None
@@ -321,6 +337,7 @@ class MomLedger:
 
     def prune(self, older_than: float) -> None:
         with self._lock:
+            self._acks_cache.clear()
             for table, col in (("acks", "at"), ("stored", "at"), ("published", "at"), ("outbox", "expires_at")):
                 self._db.execute(f"DELETE FROM {table} WHERE {col} < ?", (older_than,))
 

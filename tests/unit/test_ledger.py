@@ -163,3 +163,18 @@ def test_mom_prune(mom_path):
     assert ledger.acks(J1) == {}
     assert ledger.published_at(J1) is None
     assert ledger.record_ack(J1, "east", "published", ["m1"]) is True
+
+
+def test_acks_read_after_a_new_ack_sees_it(mom_path):
+    """acks() is cached per jid for the collector's hot path: a new ack must invalidate it."""
+    ledger = MomLedger(mom_path)
+    ledger.record_ack(J1, "east", "published", ["e1"])
+    assert ledger.acks(J1) == {"east": ("published", ["e1"])}
+    ledger.record_ack(J1, "west", "published", ["w1", "w2"])
+    assert ledger.acks(J1) == {"east": ("published", ["e1"]), "west": ("published", ["w1", "w2"])}
+    view = ledger.acks(J1)
+    view.pop("east")
+    assert set(ledger.acks(J1)) == {"east", "west"}
+    assert ledger.acks(J2) == {}
+    ledger.record_ack(J2, "east", "expired", [])
+    assert ledger.acks(J2) == {"east": ("expired", [])}
