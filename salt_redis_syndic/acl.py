@@ -18,10 +18,10 @@ def mom_rules(namespace: str, mom: str) -> list[str]:
     keys = Keys(namespace)
     return [
         "resetkeys", "resetchannels", "-@all", *_CONNECTION,
-        f"~{keys.jobs}", f"~{keys.uplink(mom)}", f"~{keys.inflight(mom)}",
+        f"~{keys.jobs}", f"~{keys.uplink(mom)}", f"~{keys.inflight(mom)}", f"~{keys.confirm(mom, '*')}",
         f"%R~{keys.status('*')}", f"%R~{keys.dckey('*')}", f"%R~{keys.dcs}", f"~{keys.deadletter}",
-        "+xadd", "+xtrim", "+xrevrange", "+xinfo|stream", "+blmove", "+lmove", "+lrem", "+lrange",
-        "+llen", "+lpush", "+ltrim", "+smembers", "+mget", "+get",
+        "+xadd", "+xtrim", "+xrange", "+xrevrange", "+xinfo|stream", "+blmove", "+lmove", "+lrem", "+lrange",
+        "+llen", "+lpush", "+ltrim", "+smembers", "+mget", "+get", "+set",
     ]
 
 
@@ -32,8 +32,8 @@ def dc_rules(namespace: str, dc: str, moms: list[str]) -> list[str]:
     return [
         "resetkeys", "resetchannels", "-@all", *_CONNECTION,
         f"%R~{keys.jobs}", *uplinks, f"~{keys.status(dc)}", f"%W~{keys.dckey(dc)}", f"%W~{keys.dcs}",
-        f"%W~{keys.deadletter}",
-        "+xread", "+xrevrange", "+lpush", "+ltrim", "+set", "+sadd",
+        f"%W~{keys.deadletter}", *[f"%R~{keys.confirm(mom, dc)}" for mom in moms],
+        "+xread", "+xrevrange", "+lpush", "+ltrim", "+set", "+sadd", "+get",
     ]
 
 

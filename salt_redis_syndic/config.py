@@ -22,7 +22,7 @@ KNOWN_OPTIONS = frozenset(
     ssl_check_hostname job_ttl clock_skew stream_maxlen block_ms heartbeat_interval dc_timeout
     ack_wait hold_max startup_grace publish_timeout batch_max_messages batch_max_bytes spool_poll_interval state_dir
     spool_dir signing_key trusted_keys dc_keys sentinel_username sentinel_password payload_key dc_payload_keys max_entry_bytes deadletter_max spool_warn_depth metrics_port
-    metrics_address allow_functions deny_functions allow_targets deny_targets allow_target_types""".split()
+    metrics_address reconcile_interval resend_window allow_functions deny_functions allow_targets deny_targets allow_target_types""".split()
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _NS_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -98,6 +98,9 @@ class Settings:
     batch_max_messages: int = 500
     batch_max_bytes: int = 8 * 1024 * 1024
     spool_poll_interval: float = 0.02
+    # Reconciliation (salt_redis_syndic.reconcile / .confirm): re-send what Redis lost.
+    reconcile_interval: float = 15.0
+    resend_window: float = 6 * 3600.0
     state_dir: str = ""
     spool_dir: str = ""
     signing_key: str = ""
@@ -338,6 +341,8 @@ def load_settings(opts: Mapping[str, Any], overrides: Mapping[str, Any] | None =
         batch_max_messages=_int(block, "batch_max_messages", 500, 1),
         batch_max_bytes=_int(block, "batch_max_bytes", 8 * 1024 * 1024, 1024),
         spool_poll_interval=_num(block, "spool_poll_interval", 0.02, 0.001),
+        reconcile_interval=_num(block, "reconcile_interval", 15.0, 0.5),
+        resend_window=_num(block, "resend_window", 6 * 3600.0, 60.0),
         state_dir=state_dir,
         spool_dir=spool_dir,
         signing_key=signing_key,

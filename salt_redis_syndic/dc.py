@@ -68,6 +68,9 @@ class JobConsumer:
         self.policy = Policy.from_settings(settings)
         self.keys = Keys(settings.namespace)
         self.cursor = ledger.cursor(default="")
+        self.joined_at = ledger.joined_at()
+        self._reacked: dict[str, float] = {}
+        self._next_prune = 0.0
         self._rl = RateLimitedLog(log)
 
     # -- loop ------------------------------------------------------------------------------
@@ -100,6 +103,22 @@ class JobConsumer:
                 self.handle(entry_id, fields)
                 self.cursor = entry_id
                 self.ledger.set_cursor(entry_id)
+            self.prune()
+
+    def prune(self) -> None:
+        """Bound the dedupe memory: forget settled jids long past any job's expiry.
+
+        Safe: an entry replayed after its jid is forgotten is expired by then, and an expired
+        job is reported, never run.
+        """
+        now = time.time()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + 3600
+        horizon = max(86400.0, 2 * (self.settings.job_ttl + self.settings.clock_skew))
+        forgotten = self.ledger.prune(now - horizon)
+        if forgotten:
+            log.info("redis_syndic: DC %s forgot %d settled job(s) older than %.0fs", self.dc, forgotten, horizon)
 
     # -- one entry -------------------------------------------------------------------------
     def handle(self, entry_id: str, fields: Mapping[Any, Any]) -> None:
@@ -115,11 +134,13 @@ class JobConsumer:
             if status == "pending":
                 self._recover(job)
             else:
-                self.counters.inc("jobs_duplicate")
-                log.info("redis_syndic: job %s already handled on DC %s (%s); not publishing again", job.jid, self.dc, status)
+                self._duplicate(job, status)
             return
         if job.is_expired(now, self.settings.clock_skew):
             self._expired(entry_id, job, now)
+            return
+        if job.issued_at < self.joined_at - self.settings.clock_skew:
+            self._before_join(job)
             return
         if self._refused(entry_id, job):
             return
@@ -151,6 +172,32 @@ class JobConsumer:
                  job.jid, job.load.get("fun"), job.origin, len(minions), self.dc)
         self._send_ack(Ack(job.jid, self.dc, "published", minions=minions), job.origin)
         self.ledger.mark(job.jid, "published", minions)
+
+    def _duplicate(self, job: JobEnvelope, status: str) -> None:
+        """A jid handled before (replayed, or re-sent by a MoM that lacks our ack): ack again, never run."""
+        self.counters.inc("jobs_duplicate")
+        now = time.monotonic()
+        if now - self._reacked.get(job.jid, float("-inf")) < self.settings.reconcile_interval:
+            return  # a replay flood must not become an ack flood
+        if len(self._reacked) > 10_000:
+            self._reacked = {j: t for j, t in self._reacked.items() if now - t < self.settings.reconcile_interval}
+        self._reacked[job.jid] = now
+        record = self.ledger.get(job.jid)
+        log.info("redis_syndic: job %s already handled on DC %s (%s); not publishing again, acknowledging again",
+                 job.jid, self.dc, status)
+        if status == "published":
+            ack = Ack(job.jid, self.dc, "published", minions=record.minions if record else [])
+        else:
+            ack = Ack(job.jid, self.dc, "skipped" if status == "before_join" else status,
+                      reason=f"{status} on DC {self.dc} (acknowledged again)")
+        self._send_ack(ack, job.origin)
+
+    def _before_join(self, job: JobEnvelope) -> None:
+        """A job issued before this DC engine first ran (re-sent for other DCs): not ours to run."""
+        log.info("redis_syndic: job %s was issued before DC %s joined; not run here", job.jid, self.dc)
+        self.counters.inc("jobs_skipped")
+        self._send_ack(Ack(job.jid, self.dc, "skipped", reason=f"issued before DC {self.dc} joined"), job.origin)
+        self.ledger.mark(job.jid, "before_join")
 
     def _recover(self, job: JobEnvelope) -> None:
         """A previous run crashed between claiming and settling this job: did it publish?"""

@@ -97,12 +97,15 @@ def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event,
         keyring = DcKeyring(dc_keys_dir(settings), dict(settings.dc_keys))
 
         def publish_loop() -> None:
-            JobPublisher(settings, salt_adapter.MasterBus(opts, listen=True), signer, published, counters, stop).run()
+            JobPublisher(settings, salt_adapter.MasterBus(opts, listen=True), signer, published, counters, stop,
+                         ledger=MomLedger(ledger_file(settings.state_dir, "mom")),
+                         recent_loads=salt_adapter.JobCache(opts).recent_loads,
+                         master_user=str(opts.get("user") or "root")).run()
 
         def collect_loop() -> None:
             Collector(settings, salt_adapter.MasterBus(opts, listen=False), salt_adapter.JobCache(opts),
                       MomLedger(ledger_file(settings.state_dir, "mom")), published, _deadletters(settings), counters, stop,
-                      gauges=gauges, keyring=keyring).run()
+                      gauges=gauges, keyring=keyring, signer=signer).run()
 
         return {"publish": publish_loop, "collect": collect_loop}
 
@@ -137,6 +140,7 @@ def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event,
         Shipper(settings, spool, salt_adapter.JobCache(opts), counters, stop, wake,
                 cursor=lambda: consumer_ref["c"].cursor if "c" in consumer_ref else ledger.cursor(),
                 minion_count=lambda: salt_adapter.accepted_minion_count(opts), version=__version__,
-                gauges=gauges, bus=_LazyBus(opts), signer=uplink_signer).run()
+                gauges=gauges, bus=_LazyBus(opts), signer=uplink_signer, ledger=DcLedger(ledger_file(settings.state_dir, "dc")),
+                deadletters=_deadletters(settings)).run()
 
     return {"jobs": jobs_loop, "uplink": uplink_loop}

@@ -271,7 +271,7 @@ def unseal(data: bytes, max_bytes: int) -> tuple[bytes, bytes, str]:
 
 # ------------------------------------------------------------------ uplink (DC -> MoM)
 
-ACK_STATUSES = ("published", "expired", "rejected", "failed", "refused")
+ACK_STATUSES = ("published", "expired", "rejected", "failed", "refused", "skipped")
 
 
 @dataclass(frozen=True)
@@ -314,12 +314,16 @@ class UplinkBatch:
     sent_at: float
     messages: list[UplinkMessage]
     rejected: list[tuple[RejectedEntry, Any]] = field(default_factory=list)
+    seq: int | None = None  # the DC's batch number for this MoM (None: a DC older than confirmations)
 
 
-def encode_batch(dc: str, wire_messages: list[dict[str, Any]], now: float | None = None) -> bytes:
-    """Pack already-wire-form messages (as spooled) into one list item."""
-    return pack({"v": VERSION, "kind": "batch", "dc": dc, "sent_at": time.time() if now is None else now,
-                 "msgs": wire_messages})
+def encode_batch(dc: str, wire_messages: list[dict[str, Any]], now: float | None = None, seq: int | None = None) -> bytes:
+    """Pack already-wire-form messages (as spooled) into one list item, numbered ``seq`` per MoM."""
+    doc: dict[str, Any] = {"v": VERSION, "kind": "batch", "dc": dc, "sent_at": time.time() if now is None else now,
+                           "msgs": wire_messages}
+    if seq is not None:
+        doc["seq"] = seq
+    return pack(doc)
 
 
 @_boundary
@@ -360,7 +364,9 @@ def decode_batch(data: bytes, max_bytes: int) -> UplinkBatch:
     sent_at = _num(doc, "sent_at")
     msgs = doc.get("msgs")
     _require(isinstance(msgs, list), "malformed", "msgs must be a list")
-    batch = UplinkBatch(dc=dc, sent_at=sent_at, messages=[])
+    seq = doc.get("seq")
+    _require(seq is None or (type(seq) is int and 0 < seq < 2**62), "malformed", f"bad batch seq {_brief(seq)}")
+    batch = UplinkBatch(dc=dc, sent_at=sent_at, messages=[], seq=seq)
     for raw in msgs:
         try:
             batch.messages.append(_decode_message(raw, dc))

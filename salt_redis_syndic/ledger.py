@@ -4,6 +4,11 @@
   a DC, even after an engine restart or a replayed stream entry.
 * MoM side: the acks received per (jid, DC) and every (jid, minion) stored, so a return that
   arrives twice (retries, spool + network copy after a blackhole) is stored once.
+
+Both sides also keep what the other may still lack, so that delivery does not hinge on Redis
+keeping every acknowledged write: the MoM an outbox of signed job entries (re-sent while a DC
+has not acknowledged them), a DC the uplink batches the MoM has not confirmed (re-sent when the
+MoM's confirmation shows a gap).  See :mod:`salt_redis_syndic.reconcile`.
 """
 
 from __future__ import annotations
@@ -37,6 +42,16 @@ class JobRecord:
     updated_at: float
 
 
+@dataclass(frozen=True)
+class OutboxJob:
+    jid: str
+    created_at: float
+    expires_at: float
+    entry_id: str
+    sent_at: float
+    sends: int
+
+
 class DcLedger:
     """Cursor and claimed jids of one DC engine."""
 
@@ -50,8 +65,68 @@ class DcLedger:
                 jid TEXT PRIMARY KEY, origin TEXT NOT NULL, status TEXT NOT NULL,
                 minions TEXT NOT NULL DEFAULT '[]', updated_at REAL NOT NULL);
             CREATE INDEX IF NOT EXISTS jobs_updated ON jobs(updated_at);
+            CREATE TABLE IF NOT EXISTS sent (
+                mom TEXT NOT NULL, seq INTEGER NOT NULL, raw BLOB NOT NULL, sent_at REAL NOT NULL,
+                PRIMARY KEY (mom, seq));
             """
         )
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO kv(k, v) VALUES('joined_at', ?)", (repr(time.time()),))
+
+    def joined_at(self) -> float:
+        """When this DC engine first ran: jobs issued before it are not its to run."""
+        row = self._db.execute("SELECT v FROM kv WHERE k='joined_at'").fetchone()
+        return float(row[0])
+
+    # -- uplink batches the MoM has not confirmed yet --------------------------------------
+    def next_seq(self, mom: str) -> int:
+        """Reserve the next uplink batch number for ``mom`` (1, 2, ... per MoM, never reused)."""
+        with self._lock:
+            key = f"seq:{mom}"
+            row = self._db.execute("SELECT v FROM kv WHERE k=?", (key,)).fetchone()
+            seq = int(row[0]) + 1 if row else 1
+            self._db.execute("INSERT INTO kv(k, v) VALUES(?, ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v", (key, str(seq)))
+            return seq
+
+    def record_sent(self, batches: list[tuple[str, int, bytes]]) -> None:
+        """Keep pushed batches ``(mom, seq, raw)`` until the MoM confirms them."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO sent(mom, seq, raw, sent_at) VALUES (?, ?, ?, ?)",
+                                 [(mom, seq, raw, now) for mom, seq, raw in batches])
+            self._db.execute("COMMIT")
+
+    def unconfirmed(self, mom: str) -> list[tuple[int, float]]:
+        """``(seq, sent_at)`` of batches to ``mom`` not yet confirmed, oldest first."""
+        return list(self._db.execute("SELECT seq, sent_at FROM sent WHERE mom=? ORDER BY seq", (mom,)))
+
+    def sent_moms(self) -> list[str]:
+        return [row[0] for row in self._db.execute("SELECT DISTINCT mom FROM sent")]
+
+    def sent_raw(self, mom: str, seqs: list[int]) -> list[tuple[int, bytes]]:
+        rows = []
+        for seq in seqs:
+            row = self._db.execute("SELECT raw FROM sent WHERE mom=? AND seq=?", (mom, seq)).fetchone()
+            if row:
+                rows.append((seq, bytes(row[0])))
+        return rows
+
+    def touch_sent(self, mom: str, seqs: list[int]) -> None:
+        """Re-sent now: wait a full interval before sending them again."""
+        now = time.time()
+        with self._lock:
+            self._db.executemany("UPDATE sent SET sent_at=? WHERE mom=? AND seq=?", [(now, mom, s) for s in seqs])
+
+    def confirm_sent(self, mom: str, done_upto: int) -> int:
+        """Forget batches up to ``done_upto`` (the MoM stored them); returns how many."""
+        with self._lock:
+            return self._db.execute("DELETE FROM sent WHERE mom=? AND seq<=?", (mom, done_upto)).rowcount
+
+    def expire_sent(self, older_than: float) -> int:
+        """Drop unconfirmed batches sent before ``older_than`` (bounded disk); returns how many."""
+        with self._lock:
+            return self._db.execute("DELETE FROM sent WHERE sent_at < ?", (older_than,)).rowcount
 
     def cursor(self, default: str = "0-0") -> str:
         row = self._db.execute("SELECT v FROM kv WHERE k='cursor'").fetchone()
@@ -124,9 +199,79 @@ class MomLedger:
             CREATE TABLE IF NOT EXISTS published (jid TEXT PRIMARY KEY, at REAL NOT NULL, expires_at REAL NOT NULL);
             CREATE INDEX IF NOT EXISTS acks_at ON acks(at);
             CREATE INDEX IF NOT EXISTS stored_at ON stored(at);
+            CREATE TABLE IF NOT EXISTS outbox (
+                jid TEXT PRIMARY KEY, entry BLOB NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL,
+                entry_id TEXT NOT NULL DEFAULT '', sent_at REAL NOT NULL DEFAULT 0, sends INTEGER NOT NULL DEFAULT 0);
+            CREATE INDEX IF NOT EXISTS outbox_expires ON outbox(expires_at);
+            CREATE TABLE IF NOT EXISTS dcs (dc TEXT PRIMARY KEY, first_seen REAL NOT NULL);
+            CREATE TABLE IF NOT EXISTS uplink_seq (dc TEXT PRIMARY KEY, done_upto INTEGER NOT NULL, max_seen INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
             """
         )
         self._db.execute("PRAGMA synchronous=NORMAL")
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO meta(k, v) VALUES('created_at', ?)", (repr(time.time()),))
+
+    def created_at(self) -> float:
+        """When this MoM ledger was created: jobs older than that predate the bridge."""
+        return float(self._db.execute("SELECT v FROM meta WHERE k='created_at'").fetchone()[0])
+
+    # -- outbox: signed job entries kept until they expire ---------------------------------
+    def add_outbox(self, items: list[tuple[str, bytes, float]]) -> None:
+        """Record ``(jid, packed entry, expires_at)`` before the entries go to Redis (first one wins)."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR IGNORE INTO outbox(jid, entry, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                                 [(jid, entry, now, exp) for jid, entry, exp in items])
+            self._db.execute("COMMIT")
+
+    def mark_sent(self, sent: list[tuple[str, str]]) -> None:
+        """``(jid, stream entry id)`` pairs that Redis accepted."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("UPDATE outbox SET entry_id=?, sent_at=?, sends=sends+1 WHERE jid=?",
+                                 [(entry_id, now, jid) for jid, entry_id in sent])
+            self._db.execute("COMMIT")
+
+    def unsent(self) -> list[tuple[str, bytes, float]]:
+        """Outbox entries never accepted by Redis (the engine died before or during the append)."""
+        return [(jid, bytes(e), exp) for jid, e, exp in
+                self._db.execute("SELECT jid, entry, expires_at FROM outbox WHERE sends=0 ORDER BY created_at")]
+
+    def open_jobs(self, now: float) -> list[OutboxJob]:
+        """Sent, unexpired outbox jobs, oldest first: what reconciliation looks at."""
+        rows = self._db.execute("SELECT jid, created_at, expires_at, entry_id, sent_at, sends FROM outbox "
+                                "WHERE expires_at > ? AND sends > 0 ORDER BY created_at", (now,))
+        return [OutboxJob(*row) for row in rows]
+
+    def outbox_entry(self, jid: str) -> bytes | None:
+        row = self._db.execute("SELECT entry FROM outbox WHERE jid=?", (jid,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def in_outbox(self, jids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(jids), 500):
+            chunk = jids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self._db.execute(f"SELECT jid FROM outbox WHERE jid IN ({marks})", chunk))
+        return found
+
+    # -- DCs and their uplink batch numbers ------------------------------------------------
+    def note_dc(self, dc: str, now: float) -> float:
+        """First time this MoM heard of ``dc`` (recorded on first call)."""
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO dcs(dc, first_seen) VALUES (?, ?)", (dc, now))
+        return float(self._db.execute("SELECT first_seen FROM dcs WHERE dc=?", (dc,)).fetchone()[0])
+
+    def uplink_seqs(self) -> dict[str, tuple[int, int]]:
+        return {dc: (d, m) for dc, d, m in self._db.execute("SELECT dc, done_upto, max_seen FROM uplink_seq")}
+
+    def save_uplink_seq(self, dc: str, done_upto: int, max_seen: int) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO uplink_seq(dc, done_upto, max_seen) VALUES (?, ?, ?) ON CONFLICT(dc) DO UPDATE "
+                             "SET done_upto=excluded.done_upto, max_seen=excluded.max_seen", (dc, done_upto, max_seen))
 
     def record_published(self, jid: str, expires_at: float) -> None:
         with self._lock:
@@ -160,7 +305,7 @@ class MomLedger:
 
     def prune(self, older_than: float) -> None:
         with self._lock:
-            for table, col in (("acks", "at"), ("stored", "at"), ("published", "at")):
+            for table, col in (("acks", "at"), ("stored", "at"), ("published", "at"), ("outbox", "expires_at")):
                 self._db.execute(f"DELETE FROM {table} WHERE {col} < ?", (older_than,))
 
     def close(self) -> None:

@@ -46,6 +46,12 @@ COUNTERS: tuple[Metric, ...] = (
     Metric("acks_duplicate", "acks_duplicate", "Job acknowledgements the MoM had already recorded.", ("mom",)),
     Metric("uplink_messages", "uplink_messages", "Messages (acks and returns) this DC pushed to Redis.", ("dc",)),
     Metric("reconnects", "reconnects", "Failed Redis operations that were retried after a backoff.", ("mom", "dc")),
+    Metric("jobs_skipped", "jobs_skipped", "Re-sent jobs issued before this DC joined: not run.", ("mom", "dc")),
+    Metric("jobs_resent", "jobs_resent", "Jobs the MoM appended again because a DC lacked them or their ack (reconciliation).", ("mom",)),
+    Metric("jobs_recovered", "jobs_recovered", "Jobs published while the MoM engine was down, sent from the job cache at its start.", ("mom",)),
+    Metric("jobs_unrecoverable", "jobs_unrecoverable", "Jobs published while the MoM engine was down that could not be replayed safely.", ("mom",)),
+    Metric("batches_resent", "batches_resent", "Uplink batches this DC pushed again because Redis lost them (reconciliation).", ("dc",)),
+    Metric("batches_unconfirmed_dropped", "batches_unconfirmed_dropped", "Unconfirmed uplink batch copies dropped after resend_window.", ("dc",)),
 )
 
 GAUGES: tuple[Metric, ...] = (

@@ -2,7 +2,9 @@
 
 * ``publish``: every ``salt/job/<jid>/publish`` event on the MoM bus carries the full
   minion-bound load; it is wrapped in a versioned envelope with the MoM id, issue time and
-  expiry, signed, and appended to the job stream.
+  expiry, signed, recorded in the outbox (MoM ledger) and appended to the job stream.  At
+  start it appends what a previous run recorded but never sent, and recovers jobs published
+  while the engine was not running from the job cache.
 * ``collect``: DC batches are taken from the uplink list with the reliable-queue pattern.
   Acks become ``syndic/<dc>/salt/job/<jid>/new`` events plus ``store_minions``; returns go
   through ``store_job`` (event + job cache) exactly like native returns, once per
@@ -22,12 +24,14 @@ from typing import Any, Mapping, Protocol
 
 from .completeness import Abandon, Announce, Overdue, ReleaseBarrier, Store
 from .config import Settings
+from .confirm import UplinkTracker
 from .confidential import batch_aad, is_wrapped, payload_keys, unwrap
 from .dckeys import DcKeyring, read_status
 from .deadletter import DeadLetters
-from .envelope import Ack, DcStatus, JobEnvelope, Return, decode_batch, encode_job, make_job, unseal
+from .envelope import Ack, DcStatus, JobEnvelope, Return, decode_batch, encode_job, make_job, pack, seal, unpack, unseal
 from .errors import RejectedEntry
 from .ledger import MomLedger
+from .reconcile import DcView, JobReconciler
 from .runtime import Backoff, Counters, Gauges, RateLimitedLog
 from .signing import Signer
 from .transport.connection import TRANSIENT, describe_error, make_client
@@ -51,11 +55,20 @@ class Cache(Protocol):
     def note_dc_minions(self, jid: str, dc: str, minions: list[str]) -> None: ...
 
 
+# Users whose jobs carry no auth_list (the master's own key): the only ones safe to replay from
+# the saved load, which does not keep the auth_list a DC master re-checks.
+_REPLAYABLE_USERS = ("root",)
+
+
 class JobPublisher:
     """The ``publish`` loop: MoM event bus -> signed entries on the job stream."""
 
     def __init__(self, settings: Settings, bus: Bus, signer: Signer, published: "queue.Queue[tuple[str, float]]",
-                 counters: Counters, stop: threading.Event) -> None:
+                 counters: Counters, stop: threading.Event, *, ledger: MomLedger,
+                 recent_loads: Any = None, master_user: str = "root") -> None:
+        self.ledger = ledger
+        self.recent_loads = recent_loads
+        self.replayable_users = {*_REPLAYABLE_USERS, master_user}
         self.settings = settings
         self.bus = bus
         self.signer = signer
@@ -74,24 +87,71 @@ class JobPublisher:
         load["jid"] = match.group(1)
         return make_job(load, origin=self.settings.master_id, ttl=self.settings.job_ttl)
 
+    def recover(self) -> list[tuple[JobEnvelope, dict[str, bytes]]]:
+        """What a previous run left: outbox entries never appended, and jobs it never saw.
+
+        A job published while the engine was not running (killed, restarting) is only in the
+        job cache.  It is replayed from the saved load when it is younger than ``job_ttl`` and
+        than the bridge itself, and its user is the master's own (the saved load lacks the
+        ``auth_list`` a DC master re-checks for other users: those are reported, not run).
+        """
+        out: list[tuple[JobEnvelope, dict[str, bytes]]] = []
+        for jid, packed, expires_at in self.ledger.unsent():
+            fields = unpack_fields(packed)
+            if fields is not None and expires_at > time.time():
+                log.warning("redis_syndic: job %s was recorded but maybe never appended before a restart; appending it", jid)
+                out.append((JobEnvelope(jid=jid, load={}, origin=self.settings.master_id, issued_at=0.0,
+                                        expires_at=expires_at), fields))
+        if self.recent_loads is None:
+            return out
+        now = time.time()
+        try:
+            loads = self.recent_loads(max(now - self.settings.job_ttl, self.ledger.created_at()))
+        except Exception as err:  # a recovery scan must never stop the publisher
+            log.error("redis_syndic: cannot scan the job cache for jobs published while the engine was down: %s", err)
+            return out
+        known = self.ledger.in_outbox([jid for jid, _, _ in loads]) | {job.jid for job, _ in out}
+        for jid, at, saved in loads:
+            if jid in known or "tgt" not in saved or "fun" not in saved or str(saved.get("fun", "")).startswith(("runner.", "wheel.")):
+                continue
+            user = str(saved.get("user", ""))
+            if user not in self.replayable_users:
+                log.error("redis_syndic: job %s (%s by %s) was published while the engine was down and is NOT sent "
+                          "to the DCs: its authorization list was not saved; run it again", jid, saved.get("fun"), user)
+                self.counters.inc("jobs_unrecoverable")
+                self.bus.fire({"jid": jid, "fun": saved.get("fun"), "user": user}, f"redis_syndic/job/{jid}/unrecoverable")
+                continue
+            job = make_job(publish_load(jid, saved), origin=self.settings.master_id, ttl=self.settings.job_ttl, now=at)
+            log.warning("redis_syndic: job %s (%s) was published while the engine was down; sending it to the DCs now",
+                        jid, saved.get("fun"))
+            self.counters.inc("jobs_recovered")
+            fields = encode_job(job, self.signer, self.payload_keys)
+            self.ledger.add_outbox([(jid, pack(fields), job.expires_at)])
+            out.append((job, fields))
+        return out
+
     def run(self) -> None:
         client = make_client(self.settings.redis)
         stream = JobStream(client, self.keys.jobs, self.settings.stream_maxlen)
-        pending: list[JobEnvelope] = []
+        pending: list[tuple[JobEnvelope, dict[str, bytes]]] = self.recover()
+        recorded = len(pending)
         backoff = Backoff(base=0.1, cap=5.0)
         while not self.stop.is_set():
             event = self.bus.get(wait=0.0 if pending else 0.5)
             while event is not None:  # drain what is already queued: one round trip for a burst
                 job = self.job_from_event(*event)
                 if job is not None:
-                    pending.append(job)
+                    pending.append((job, encode_job(job, self.signer, self.payload_keys)))
                 if len(pending) >= 200:
                     break
                 event = self.bus.get(wait=0.0)
             if not pending:
                 continue
+            if recorded < len(pending):  # into the outbox before Redis: a crash now loses nothing
+                self.ledger.add_outbox([(job.jid, pack(fields), job.expires_at) for job, fields in pending[recorded:]])
+                recorded = len(pending)
             try:
-                stream.append([encode_job(job, self.signer, self.payload_keys) for job in pending])
+                ids = stream.append([fields for _, fields in pending])
             except TRANSIENT as err:
                 self.counters.inc("reconnects")
                 self._rl.log(logging.WARNING, "xadd",
@@ -100,11 +160,36 @@ class JobPublisher:
                 self.stop.wait(backoff.next())
                 continue
             backoff.reset()
-            for job in pending:
+            self.ledger.mark_sent([(job.jid, entry_id) for (job, _), entry_id in zip(pending, ids)])
+            for job, _ in pending:
                 log.info("redis_syndic: job %s (%s) sent to the DCs", job.jid, job.load.get("fun"))
                 self.published.put((job.jid, job.expires_at))
             self.counters.inc("jobs_forwarded", len(pending))
-            pending = []
+            pending, recorded = [], 0
+
+
+def unpack_fields(packed: bytes) -> dict[str, bytes] | None:
+    """Stream entry fields as the outbox keeps them (our own writing; None if the file is damaged)."""
+    try:
+        fields = unpack(packed, 1 << 30)
+    except RejectedEntry:
+        return None
+    return fields if isinstance(fields, dict) else None
+
+
+def publish_load(jid: str, saved: Mapping[str, Any]) -> dict[str, Any]:
+    """The minion-bound load ``ClearFuncs._prep_pub`` builds from a saved (clear) load."""
+    load = {k: saved[k] for k in ("fun", "arg", "tgt", "tgt_type", "ret", "user", "to") if k in saved}
+    load["jid"] = jid
+    kwargs = saved.get("kwargs") if isinstance(saved.get("kwargs"), Mapping) else {}
+    for key in ("ret_config", "metadata", "module_executors", "executor_opts", "ret_kwargs"):
+        if key in kwargs:
+            load[key] = kwargs[key]
+    if kwargs.get("delimiter") not in (None, ":"):
+        load["delimiter"] = kwargs["delimiter"]
+    if kwargs.get("start_event"):
+        load["start_event"] = True
+    return load
 
 
 @dataclass
@@ -114,6 +199,8 @@ class _Batch:
     raw: bytes
     remaining: int = 0
     finished: bool = False
+    dc: str = ""
+    seq: int | None = None  # the DC's number for this batch, once its signature is verified
 
 
 @dataclass
@@ -128,8 +215,15 @@ class Collector:
     def __init__(self, settings: Settings, bus: Bus, cache: Cache, ledger: MomLedger,
                  published: "queue.Queue[tuple[str, float]]", deadletters: DeadLetters,
                  counters: Counters, stop: threading.Event, gauges: Gauges | None = None, *,
-                 keyring: DcKeyring) -> None:
+                 keyring: DcKeyring, signer: Signer | None = None) -> None:
         self.keyring = keyring
+        self.signer = signer  # signs uplink confirmations (none: DCs keep their copies until resend_window)
+        self.tracker = UplinkTracker(settings.master_id, ledger.uplink_seqs())
+        self.statuses: dict[str, DcStatus] = {}
+        self.first_seen: dict[str, float] = {}
+        self.reconciler: JobReconciler | None = None
+        self._next_confirm = 0.0
+        self._next_full_confirm = 0.0
         self.payload_keys = payload_keys(settings.dc_payload_keys, "dc_payload_keys")
         self.settings = settings
         self.bus = bus
@@ -153,6 +247,8 @@ class Collector:
     def run(self) -> None:
         client = make_client(self.settings.redis, extra_timeout=1.0)
         self._queue = UplinkQueue(client, self.keys.uplink(self.settings.master_id), self.keys.inflight(self.settings.master_id))
+        self.reconciler = JobReconciler(self.ledger, JobStream(client, self.keys.jobs, self.settings.stream_maxlen),
+                                        self.settings.reconcile_interval, self.counters, self.bus)
         backoff = Backoff(base=0.1, cap=5.0)
         recovered = False
         while not self.stop.is_set():
@@ -165,6 +261,7 @@ class Collector:
                         self.process(raw)
                     recovered = True
                 self.refresh_live_dcs(client)
+                self.reconcile(client, time.time())
                 self.drain_published()
                 for raw in self._queue.take(max_items=50, block_seconds=0.1):
                     self.process(raw)
@@ -205,6 +302,9 @@ class Collector:
             if alive:
                 live.add(name)
                 self.watch_spool(name, status)
+                self.statuses[name] = status
+                if name not in self.first_seen:
+                    self.first_seen[name] = self.ledger.note_dc(name, now)
         for dc in sorted(live - self.live_dcs):
             log.info("redis_syndic: DC %s is up", dc)
             self.bus.fire({"dc": dc, "state": "up"}, f"redis_syndic/dc/{dc}/up")
@@ -215,6 +315,29 @@ class Collector:
         self.known_dcs = set(names)
         self.gauges.set("live_dcs", len(live))
         self.gauges.set("held_returns", self.barrier.held_count())
+
+    def reconcile(self, client: Any, now: float) -> None:
+        """Re-append jobs live DCs lack; publish what this MoM has of each DC's batches."""
+        if self.reconciler is not None:
+            views = {dc: DcView(self.statuses[dc].cursor, self.statuses[dc].spool_depth, self.first_seen[dc])
+                     for dc in self.live_dcs if dc in self.statuses and dc in self.first_seen}
+            self.reconciler.tick(views, now)
+        if self.signer is None or now < self._next_confirm:
+            return
+        self._next_confirm = now + 1.0
+        full = now >= self._next_full_confirm  # a periodic rewrite also restores a confirmation Redis lost
+        if full:
+            self._next_full_confirm = now + 5.0
+        confirms = self.tracker.confirms(now, all_dcs=full)
+        if not confirms:
+            return
+        pipe = client.pipeline(transaction=False)
+        for confirm in confirms:
+            pipe.set(self.keys.confirm(confirm.mom, confirm.dc), seal(confirm.encode(), self.signer),
+                     ex=int(self.settings.resend_window) + 3600)
+        pipe.execute()
+        for confirm in confirms:
+            self.ledger.save_uplink_seq(confirm.dc, confirm.done_upto, confirm.max_seen)
 
     def watch_spool(self, dc: str, status: DcStatus) -> None:
         """``redis_syndic/dc/<dc>/spool_growing`` once a DC's spool reaches its threshold, ``.../spool_drained`` at 0."""
@@ -274,6 +397,9 @@ class Collector:
             self.reject("batch", rej, raw)
             self._done(batch)
             return
+        if decoded.seq is not None:
+            batch.dc, batch.seq = signer_dc, decoded.seq
+            self.tracker.taken(signer_dc, decoded.seq)
         for rej, raw_msg in decoded.rejected:
             self.reject("message", rej, raw_msg)
         now = time.time()
@@ -365,6 +491,8 @@ class Collector:
         batch.finished = True
         assert self._queue is not None
         self._queue.done([batch.raw])
+        if batch.seq is not None:
+            self.tracker.done(batch.dc, batch.seq)
 
     def prune(self) -> None:
         now = time.time()

@@ -7,6 +7,7 @@ the installed Salt release.  Objects are created inside the engine process that 
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import time
@@ -102,6 +103,33 @@ class JobCache:
     def get_load(self, jid: str) -> dict[str, Any]:
         return self._mminion.returners[f"{self._cache}.get_load"](jid) or {}
 
+    def recent_loads(self, since: float) -> list[tuple[str, float, dict[str, Any]]]:
+        """``(jid, published at, saved load)`` of jobs published after ``since``, oldest first.
+
+        Walks the ``local_cache`` tree (``jobs/<xx>/<hash>/jid``), skipping directories not
+        modified since ``since``; other job caches are not supported (RedisSyndicError).
+        """
+        if self._cache != "local_cache":
+            raise RedisSyndicError(f"master_job_cache {self._cache!r}: only local_cache can be scanned for recovery")
+        base = os.path.join(self._opts["cachedir"], "jobs")
+        found = []
+        for top in _scandir(base):
+            for entry in _scandir(top.path):
+                try:
+                    if entry.stat().st_mtime < since - 1:
+                        continue
+                    with open(os.path.join(entry.path, "jid"), encoding="utf-8") as fh:
+                        jid = fh.read().strip()
+                except OSError:
+                    continue
+                at = jid_time(jid, bool(self._opts.get("utc_jid")))
+                if at is None or at < since:
+                    continue
+                load = self.get_load(jid)
+                if load:
+                    found.append((jid, at, load))
+        return sorted(found, key=lambda item: item[0])
+
     def get_return(self, jid: str, minion: str) -> dict[str, Any] | None:
         """The whole stored return of one minion (events over max_event_size are trimmed)."""
         data = self._mminion.returners[f"{self._cache}.get_jid"](jid) or {}
@@ -145,6 +173,24 @@ class LocalPublisher:
             self._client = None
             raise PublishFailed(f"unexpected publish reply {pub!r:.200}", retryable=True)
         return sorted(str(m) for m in pub.get("minions") or [])
+
+
+def _scandir(path: str) -> list[os.DirEntry[str]]:
+    try:
+        return [e for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+def jid_time(jid: str, utc: bool) -> float | None:
+    """Epoch seconds a jid was generated at (``salt.utils.jid.gen_jid``: local time unless ``utc_jid``)."""
+    try:
+        moment = datetime.datetime.strptime(jid[:20], "%Y%m%d%H%M%S%f")
+    except ValueError:
+        return None
+    if utc:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp()
 
 
 def accepted_minion_count(opts: Mapping[str, Any]) -> int:

@@ -4,7 +4,9 @@
 them to the local spool (bounded time, never raises).  ``Shipper`` runs in the DC engine: it
 reads spool files oldest first, fills in returns that were too big for the event bus from the
 job cache, packs many messages per Redis list item, pushes them per destination MoM in one
-round trip, and deletes the files only after Redis accepted them.
+round trip, and deletes the files only after Redis accepted them.  Each pushed batch is
+numbered and kept in the DC ledger until its MoM confirms it (:mod:`salt_redis_syndic.confirm`),
+so batches Redis loses are pushed again.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ import time
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from .config import Settings
+from .confirm import ResendPlanner, read_confirm
+from .deadletter import DeadLetters
 from .envelope import DcStatus, encode_batch, is_trimmed, seal
+from .errors import RejectedEntry
+from .ledger import DcLedger
 from .runtime import Backoff, Counters, Gauges, RateLimitedLog
 from .confidential import batch_aad, load_payload_key, wrap
-from .signing import Signer
+from .signing import Signer, Verifier
 from .spool import Spool, SpoolFile
 from .transport.connection import TRANSIENT, describe_error, make_client
 from .transport.keys import Keys
@@ -105,9 +111,15 @@ class Shipper:
     def __init__(self, settings: Settings, spool: Spool, cache: ReturnLookup, counters: Counters,
                  stop: threading.Event, wake: threading.Event, cursor: Callable[[], str],
                  minion_count: Callable[[], int], version: str, gauges: Gauges | None = None,
-                 bus: Bus | None = None, *, signer: Signer) -> None:
+                 bus: Bus | None = None, *, signer: Signer, ledger: DcLedger,
+                 deadletters: DeadLetters | None = None) -> None:
         assert settings.dc is not None
         self.signer = signer
+        self.ledger = ledger
+        self.deadletters = deadletters
+        self.verifier = Verifier(settings.trusted_keys)
+        self.planner = ResendPlanner(settings.reconcile_interval)
+        self._next_reconcile = 0.0
         self.payload_key = load_payload_key(settings.payload_key, "payload_key") if settings.payload_key else None
         self.settings = settings
         self.dc = settings.dc
@@ -137,6 +149,7 @@ class Shipper:
                     client.ping()  # "works again" only once Redis really answers
                 shipped = self.ship_once(client)
                 self.heartbeat(client)
+                self.reconcile(client)
                 if backoff.failing:
                     log.warning("redis_syndic: uplink to %s works again; spool draining", self.settings.redis.safe_url)
                 backoff.reset()
@@ -179,17 +192,76 @@ class Shipper:
             if count >= self.settings.batch_max_messages or size >= self.settings.batch_max_bytes:
                 break
         if by_mom:
+            sealed = [(mom, *self._seal(mom, messages)) for mom, messages in by_mom.items()]
             pipe = client.pipeline(transaction=False)
-            for mom, messages in by_mom.items():
-                body = encode_batch(self.dc, messages)
-                if self.payload_key is not None:  # returns can carry secrets
-                    body = wrap(self.payload_key, body, batch_aad(self.dc))
-                pipe.lpush(self.keys.uplink(mom), seal(body, self.signer))
+            for mom, _seq, raw in sealed:
+                pipe.lpush(self.keys.uplink(mom), raw)
             pipe.execute()
+            self.ledger.record_sent(sealed)  # kept until the MoM confirms it has them
         self.spool.remove(taken)
         self.counters.inc("uplink_messages", count)
         self.counters.inc("returns_forwarded", sum(1 for ms in by_mom.values() for m in ms if m.get("t") == "ret"))
         return count
+
+    def _seal(self, mom: str, messages: list[dict[str, Any]]) -> tuple[int, bytes]:
+        """One numbered, signed (and optionally encrypted) uplink item for ``mom``."""
+        seq = self.ledger.next_seq(mom)
+        body = encode_batch(self.dc, messages, seq=seq)
+        if self.payload_key is not None:  # returns can carry secrets
+            body = wrap(self.payload_key, body, batch_aad(self.dc))
+        return seq, seal(body, self.signer)
+
+    def reconcile(self, client: Any) -> None:
+        """Read each MoM's confirmation; forget what it has, push again what Redis lost."""
+        now = time.time()
+        if now < self._next_reconcile:
+            return
+        self._next_reconcile = now + min(self.settings.heartbeat_interval, self.settings.reconcile_interval)
+        for mom in self.ledger.sent_moms():
+            raw = client.get(self.keys.confirm(mom, self.dc))
+            confirm = None
+            if raw is not None:
+                try:
+                    confirm = read_confirm(raw, self.verifier, mom, self.dc)
+                except RejectedEntry as rej:
+                    self._reject_confirm(mom, rej, raw)
+            plan = self.planner.plan(mom, self.ledger.unconfirmed(mom), confirm, now)
+            if plan.confirmed_upto:
+                self.ledger.confirm_sent(mom, plan.confirmed_upto)
+            items = self.ledger.sent_raw(mom, plan.resend)
+            if plan.probe:
+                seq, probe = self._seal(mom, [])
+                self.ledger.record_sent([(mom, seq, probe)])
+                items.append((seq, probe))
+            if not items:
+                continue
+            pipe = client.pipeline(transaction=False)
+            for _seq, item in items:
+                pipe.lpush(self.keys.uplink(mom), item)
+            pipe.execute()
+            self.ledger.touch_sent(mom, [seq for seq, _ in items])
+            if plan.resend:
+                self.counters.inc("batches_resent", len(plan.resend))
+                log.warning("redis_syndic: MoM %s never received uplink batch(es) %s of DC %s (lost in Redis); "
+                            "sent again", mom, _ranges(plan.resend), self.dc)
+                self._fire({"dc": self.dc, "mom": mom, "seqs": plan.resend}, f"redis_syndic/uplink/{self.dc}/resent")
+        dropped = self.ledger.expire_sent(now - self.settings.resend_window)
+        if dropped:
+            self.counters.inc("batches_unconfirmed_dropped", dropped)
+            log.error("redis_syndic: DC %s dropped its copies of %d uplink batch(es) no MoM confirmed within "
+                      "resend_window (%.0fs): if Redis lost them, their returns are lost", self.dc, dropped,
+                      self.settings.resend_window)
+            self._fire({"dc": self.dc, "batches": dropped}, f"redis_syndic/uplink/{self.dc}/dropped")
+
+    def _reject_confirm(self, mom: str, rej: RejectedEntry, raw: bytes) -> None:
+        self.counters.inc(f"rejected_{rej.reason}")
+        self._rl.log(logging.ERROR, f"confirm:{mom}", "redis_syndic: rejected the confirmation of MoM %s on DC %s: %s "
+                     "(dead-lettered; unconfirmed batches are kept)", mom, self.dc, rej)
+        if self.deadletters is not None:
+            self.deadletters.add(source=f"dc:{self.dc}", entry_id=self.keys.confirm(mom, self.dc), reason=rej.reason,
+                                 detail=rej.detail, raw={"raw": raw})
+        self._fire({"what": "confirm", "mom": mom, "reason": rej.reason, "detail": rej.detail},
+                   f"redis_syndic/rejected/{rej.reason}")
 
     def _complete(self, messages: list[dict[str, Any]]) -> bool:
         """Replace trimmed returns by the whole return from the job cache (False: not there yet)."""
@@ -259,3 +331,14 @@ class Shipper:
         pipe.sadd(self.keys.dcs, self.dc)
         pipe.execute()
 
+
+
+def _ranges(seqs: list[int]) -> str:
+    """``1-3,7`` for [1, 2, 3, 7]: log lines stay short when many batches were lost."""
+    out: list[tuple[int, int]] = []
+    for seq in sorted(seqs):
+        if out and out[-1][1] == seq - 1:
+            out[-1] = (out[-1][0], seq)
+        else:
+            out.append((seq, seq))
+    return ",".join(f"{a}-{b}" if a != b else f"{a}" for a, b in out)

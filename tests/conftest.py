@@ -8,13 +8,16 @@ tests proves nothing.
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
-from salt_redis_syndic.lab import RedisServer
+from salt_redis_syndic.lab import RedisServer, find_script, free_tcp_port
 
 MARKERS = {
     "unit": "fast tests without external processes",
@@ -56,3 +59,46 @@ def redis_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
 def redis_server(redis_server_factory: RedisFactory) -> RedisServer:
     """One private, started redis-server (``--save '' --appendonly no``)."""
     return redis_server_factory()
+
+
+@pytest.fixture
+def sentinel_password() -> str | None:
+    return None
+
+
+@pytest.fixture
+def sentinel_setup(redis_server_factory: RedisFactory, tmp_path: Path, sentinel_password: str | None) -> Iterator[tuple[RedisServer, RedisServer, int]]:
+    """A primary, a replica of it and one Sentinel (service ``lab``, quorum 1, 1 s down-after).
+
+    Yields ``(primary, replica, sentinel_port)`` once the Sentinel knows the replica.
+    """
+    primary = redis_server_factory()
+    replica = redis_server_factory(extra_args=("--replicaof", "127.0.0.1", str(primary.port)))
+    port = free_tcp_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor lab 127.0.0.1 {primary.port} 1\n"
+        "sentinel down-after-milliseconds lab 1000\n"
+        "sentinel failover-timeout lab 5000\n"
+        + (f"requirepass {sentinel_password}\n" if sentinel_password else "")
+    )
+    proc = subprocess.Popen([find_script("redis-server"), str(conf), "--sentinel"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        sentinel = redis.Redis(port=port, socket_timeout=1, password=sentinel_password)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                info = sentinel.execute_command("SENTINEL", "REPLICAS", "lab")
+                if info and primary.client().info("replication")["connected_slaves"] >= 1:
+                    break
+            except redis.RedisError:
+                pass
+            time.sleep(0.2)
+        else:
+            pytest.fail("sentinel never saw the replica")
+        yield primary, replica, port
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)

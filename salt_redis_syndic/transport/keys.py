@@ -22,6 +22,10 @@ class Keys:
         """Batches the MoM has taken but not yet fully stored (reliable-queue pattern)."""
         return f"{self.namespace}:up:{mom}:inflight"
 
+    def confirm(self, mom: str, dc: str) -> str:
+        """Signed record of the uplink batches ``mom`` has from ``dc`` (see confirm.py)."""
+        return f"{self.namespace}:confirm:{mom}:{dc}"
+
     def status(self, dc: str) -> str:
         return f"{self.namespace}:status:{dc}"
 

@@ -47,6 +47,10 @@ class JobStream:
         items = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]
         return [(_sid(entry_id), fields) for entry_id, fields in items]
 
+    def has(self, entry_id: str) -> bool:
+        """Whether the entry ``entry_id`` is still in the stream (not lost, not trimmed)."""
+        return bool(entry_id) and bool(self._client.xrange(self.key, min=entry_id, max=entry_id, count=1))
+
     def last_id(self) -> str:
         """Id of the newest entry, ``0-0`` when the stream is empty or missing."""
         newest = self._client.xrevrange(self.key, count=1)

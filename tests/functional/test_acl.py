@@ -14,7 +14,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from salt_redis_syndic.acl import dc_rules, mom_rules
 from salt_redis_syndic.config import load_settings
+from salt_redis_syndic.confirm import Confirm
 from salt_redis_syndic.deadletter import DeadLetters
+from salt_redis_syndic.envelope import seal
+from salt_redis_syndic.ledger import DcLedger
 from salt_redis_syndic.runtime import Counters
 from salt_redis_syndic.signing import Signer
 from salt_redis_syndic.spool import Spool
@@ -26,6 +29,7 @@ from salt_redis_syndic.uplink import Shipper
 
 pytestmark = pytest.mark.functional
 NS = "redis_syndic"
+MOM_SIGNER = Signer(Ed25519PrivateKey.generate())
 
 
 @pytest.fixture
@@ -39,7 +43,7 @@ def acl_redis(redis_server):
 def settings_for(server, user, password, role, tmp_path, **extra):
     block = {"role": role, "redis_url": f"redis://{user}:{password}@127.0.0.1:{server.port}/0", **extra}
     if role == "dc":
-        block.update(dc="east", trusted_keys=["-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n"])
+        block.update(dc="east", trusted_keys=[MOM_SIGNER.public_pem])
     opts = {"id": "mom" if role == "mom" else "east", "cachedir": str(tmp_path / role), "pki_dir": str(tmp_path / "pki")}
     return load_settings(opts, block)
 
@@ -54,6 +58,7 @@ def test_dc_user_reads_jobs_and_writes_its_uplink_but_cannot_add_jobs(acl_redis,
     JobStream(mom_client, keys.jobs, 1000).append([{"b": b"body", "s": b"sig", "k": b"kid"}])
     entries = JobStream(dc_client, keys.jobs, 1000).read("0-0", count=10, block_ms=None)
     assert [fields[b"b"] for _, fields in entries] == [b"body"]
+    assert JobStream(mom_client, keys.jobs, 1000).has(entries[0][0])  # the MoM's reconciliation check
 
     # The DC cannot add, trim or delete jobs.
     with pytest.raises(redis.exceptions.NoPermissionError):
@@ -72,10 +77,18 @@ def test_dc_user_reads_jobs_and_writes_its_uplink_but_cannot_add_jobs(acl_redis,
     spool.append([{"t": "ack", "jid": "20261127000000000001", "dc": "east", "status": "published",
                    "minions": ["m1"], "missing": [], "reason": "", "mom": "mom"}])
     signer = Signer(Ed25519PrivateKey.generate())
+    ledger = DcLedger(str(tmp_path / "dc.sqlite"))
     shipper = Shipper(dc, spool, cache=None, counters=Counters(), stop=threading.Event(), wake=threading.Event(),
-                      cursor=lambda: entries[-1][0], minion_count=lambda: 1, version="test", signer=signer)
+                      cursor=lambda: entries[-1][0], minion_count=lambda: 1, version="test", signer=signer, ledger=ledger)
     assert shipper.ship_once(dc_client) == 1
     shipper.heartbeat(dc_client)
+    # The MoM confirms the batch; the DC reads the confirmation and forgets its copy.
+    assert [seq for seq, _ in ledger.unconfirmed("mom")] == [1]
+    mom_client.set(keys.confirm("mom", "east"), seal(Confirm("mom", "east", 1, 1, (), 1.0).encode(), MOM_SIGNER))
+    shipper.reconcile(dc_client)
+    assert ledger.unconfirmed("mom") == []
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        dc_client.set(keys.confirm("mom", "east"), b"forged")
     DeadLetters(str(tmp_path / "dl"), keys.deadletter, 10, lambda: dc_client).add("dc:east", "1-0", "malformed", "", b"x")
 
     # The MoM drains the uplink and reads the status with its own user.

@@ -24,45 +24,6 @@ from salt_redis_syndic.transport.stream import JobStream
 pytestmark = pytest.mark.functional
 
 
-@pytest.fixture
-def sentinel_password():
-    return None
-
-
-@pytest.fixture
-def sentinel_setup(redis_server_factory, tmp_path: Path, sentinel_password):
-    primary = redis_server_factory()
-    replica = redis_server_factory(extra_args=("--replicaof", "127.0.0.1", str(primary.port)))
-    port = free_tcp_port()
-    conf = tmp_path / "sentinel.conf"
-    conf.write_text(
-        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-        f"sentinel monitor lab 127.0.0.1 {primary.port} 1\n"
-        "sentinel down-after-milliseconds lab 1000\n"
-        "sentinel failover-timeout lab 5000\n"
-        + (f"requirepass {sentinel_password}\n" if sentinel_password else "")
-    )
-    proc = subprocess.Popen([find_script("redis-server"), str(conf), "--sentinel"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        sentinel = redis.Redis(port=port, socket_timeout=1, password=sentinel_password)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                info = sentinel.execute_command("SENTINEL", "REPLICAS", "lab")
-                if info and primary.client().info("replication")["connected_slaves"] >= 1:
-                    break
-            except redis.RedisError:
-                pass
-            time.sleep(0.2)
-        else:
-            pytest.fail("sentinel never saw the replica")
-        yield primary, replica, port
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 def settings(url: str, tmp_path: Path, **extra):
     return load_settings({"id": "mom", "cachedir": str(tmp_path), "pki_dir": str(tmp_path)},
                          {"role": "mom", "redis_url": url, "socket_timeout": 1, "connect_timeout": 1, **extra})

@@ -15,7 +15,7 @@ from salt_redis_syndic.config import load_settings
 from salt_redis_syndic.deadletter import DeadLetters
 from salt_redis_syndic.dckeys import DcKeyring
 from salt_redis_syndic.envelope import decode_batch, decode_job, decode_status, encode_job, make_job, unseal
-from salt_redis_syndic.ledger import MomLedger
+from salt_redis_syndic.ledger import DcLedger, MomLedger
 from salt_redis_syndic.mom import Collector
 from salt_redis_syndic.runtime import Counters
 from salt_redis_syndic.signing import Signer, Verifier
@@ -207,7 +207,8 @@ EAST_KEY = Signer(Ed25519PrivateKey.generate())  # the DC's uplink key
 
 def make_shipper(settings, spool, cache=None, counters=None):
     return Shipper(settings, spool, cache or FakeReturns(), counters or Counters(), threading.Event(),
-                   threading.Event(), cursor=lambda: "0-0", minion_count=lambda: 3, version="9.9", signer=EAST_KEY)
+                   threading.Event(), cursor=lambda: "0-0", minion_count=lambda: 3, version="9.9", signer=EAST_KEY,
+                   ledger=DcLedger(os.path.join(settings.state_dir, "dc.sqlite")))
 
 
 def opened(raw: bytes) -> bytes:

@@ -205,9 +205,10 @@ def test_refused_job_is_never_published_and_is_reported(consumer, caplog):
     assert consumer.ledger.get(JID).status == "refused"
     lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert len(lines) == 1 and JID in lines[0] and "cmd.run" in lines[0]
-    # a replay is not re-evaluated: it is a duplicate, not a second refusal
+    # a replay is not re-evaluated: it is a duplicate, not a second refusal (acknowledged again)
     consumer.handle("2-0", consumer.entry(fun="cmd.run", arg=["echo hi"]))
-    assert consumer.publisher.calls == [] and len(consumer.acks()) == 1
+    assert consumer.publisher.calls == [] and [a["status"] for a in consumer.acks()] == ["refused", "refused"]
+    assert len([r for r in caplog.records if "refused by the policy" in r.getMessage()]) == 1
     assert consumer.counters.snapshot()["jobs_duplicate"] == 1
 
 

@@ -21,6 +21,7 @@ from salt_redis_syndic.errors import ConfigError
 from salt_redis_syndic.lab import free_tcp_port
 from salt_redis_syndic.metrics import COUNTERS, MetricsCollector, serve
 from salt_redis_syndic.mom import Collector
+from salt_redis_syndic.ledger import DcLedger, MomLedger
 from salt_redis_syndic.runtime import Counters, Gauges
 from salt_redis_syndic.spool import Spool
 from salt_redis_syndic.uplink import Shipper, SpoolWatch
@@ -193,7 +194,7 @@ def test_shipper_fires_spool_events_on_its_bus_and_reports_them(tmp_path):
     bus, gauges = FakeBus(), Gauges()
     shipper = Shipper(s, spool, cache=None, counters=Counters(), stop=threading.Event(), wake=threading.Event(),
                       cursor=lambda: "0-0", minion_count=lambda: 1, version="1", gauges=gauges, bus=bus,
-                      signer=Signer(Ed25519PrivateKey.generate()))
+                      signer=Signer(Ed25519PrivateKey.generate()), ledger=DcLedger(str(tmp_path / "dc.sqlite")))
     spool.append([{"t": "ret"}])
     assert shipper.watch_spool(force=True) == 1 and bus.events == []
     spool.append([{"t": "ret"}])
@@ -241,7 +242,7 @@ def test_mom_fires_spool_growing_once_per_episode_and_sets_gauges(tmp_path):
 
     s = load_settings({"id": "mom", "cachedir": str(tmp_path)}, {"role": "mom", "redis_url": "redis://127.0.0.1:1/0"})
     bus, gauges = FakeBus(), Gauges()
-    collector = Collector(s, bus, cache=None, ledger=None, published=None, deadletters=None, counters=Counters(),
+    collector = Collector(s, bus, cache=None, ledger=MomLedger(str(tmp_path / "mom.sqlite")), published=None, deadletters=None, counters=Counters(),
                           stop=threading.Event(), gauges=gauges,
                           keyring=DcKeyring(str(tmp_path / "keys"), {"east": EAST_KEY.public_pem}))
 
