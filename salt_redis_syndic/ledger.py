@@ -214,6 +214,9 @@ class MomLedger:
         self._db.execute("PRAGMA synchronous=NORMAL")
         with self._lock:
             self._db.execute("INSERT OR IGNORE INTO meta(k, v) VALUES('created_at', ?)", (repr(time.time()),))
+        # acks(jid) is read for every stored return: parsing every DC's minion list from JSON
+        # each time grew with the DC size (10 DCs x 1,000 minions: 10,000 names per return).
+        self._acks_cache: dict[str, dict[str, tuple[str, list[str]]]] = {}
 
     def created_at(self) -> float:
         """When this MoM ledger was created: jobs older than that predate the bridge."""
@@ -275,9 +278,6 @@ class MomLedger:
         with self._lock:
             self._db.execute("INSERT INTO uplink_seq(dc, done_upto, max_seen) VALUES (?, ?, ?) ON CONFLICT(dc) DO UPDATE "
                              "SET done_upto=excluded.done_upto, max_seen=excluded.max_seen", (dc, done_upto, max_seen))
-        # acks(jid) is read for every stored return: parsing every DC's minion list from JSON
-        # each time grew with the DC size (10 DCs x 1,000 minions: 10,000 names per return).
-        self._acks_cache: dict[str, dict[str, tuple[str, list[str]]]] = {}
 
     def record_published(self, jid: str, expires_at: float) -> None:
         with self._lock:
