@@ -181,7 +181,9 @@ def test_job_published_while_a_dc_is_down_runs_once_after_it_returns(bridged: La
 
 
 def test_returns_made_while_redis_is_down_are_spooled_and_arrive(bridged: Lab) -> None:
-    jid = async_jid(bridged, "*", "cmd.run", "sleep 4; echo done")
+    # long enough that the returns are made after Redis is gone, even when the acks below are
+    # slow to confirm on a loaded host (a 4 s job had already returned there: nothing to spool)
+    jid = async_jid(bridged, "*", "cmd.run", "sleep 20; echo done")
     # wait until both DCs took the job (acks stored on the MoM), then take Redis away
     wait_for(lambda: set(parse_json_output(bridged.salt_run("redis_syndic.job", jid, "--out=json").stdout)
                          .get("east", {}).get("targeted", [])) == {"east-m1", "east-m2"}, 30, "east ack")
@@ -194,7 +196,7 @@ def test_returns_made_while_redis_is_down_are_spooled_and_arrive(bridged: Lab) -
         def spooled() -> bool:
             return all(len(list(p.glob("*.mp"))) >= 1 for p in spools)
 
-        wait_for(spooled, 30, "returns spooled on both DCs while Redis is down")
+        wait_for(spooled, 60, "returns spooled on both DCs while Redis is down")
         assert bridged.mom_job_returns(jid) == {}
     finally:
         bridged.start_redis()
