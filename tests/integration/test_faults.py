@@ -94,11 +94,12 @@ def test_link_blackholed_while_jobs_are_published(faulty: Lab) -> None:
 
 
 def test_dc_master_restarted_while_returns_are_spooled(faulty: Lab) -> None:
-    (jid,) = [faulty.salt_async("*", "cmd.run", "sleep 3; echo done")]
+    # the job outlives the ack check, so its returns are made after the cut even on a loaded host
+    (jid,) = [faulty.salt_async("*", "cmd.run", "sleep 20; echo done")]
     wait_for(lambda: acked(faulty, jid, "east"), 30, "east ack")
     faulty.link("east").cut()
     spool = faulty.master("east").cachedir / "redis_syndic" / "spool"
-    wait_for(lambda: len(list(spool.glob("*.mp"))) >= 2, 30, "east returns spooled")
+    wait_for(lambda: len(list(spool.glob("*.mp"))) >= 2, 60, "east returns spooled")
     faulty.stop_master("east")
     faulty.start_master("east")
     faulty.link("east").heal()
