@@ -29,8 +29,7 @@ from .signing import Verifier
 from .spool import Spool
 from .transport.connection import TRANSIENT, describe_error, make_client
 from .transport.keys import Keys
-from .reconcile import stream_id_key
-from .transport.stream import JobStream
+from .transport.stream import JobStream, stream_id_key
 from .uplink import destinations
 
 log = logging.getLogger(__name__)

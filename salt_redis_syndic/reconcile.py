@@ -26,22 +26,13 @@ from typing import Any, Callable, Mapping, Protocol
 from .envelope import unpack
 from .ledger import MomLedger, OutboxJob
 from .runtime import Counters
-from .transport.stream import JobStream
+from .transport.stream import JobStream, stream_id_key
 
 log = logging.getLogger(__name__)
 
 
 class Bus(Protocol):
     def fire(self, data: Mapping[str, Any], tag: str) -> bool: ...
-
-
-def stream_id_key(stream_id: str) -> tuple[int, int]:
-    """Sort key of a stream id (``ms-seq``); junk sorts first."""
-    try:
-        ms, _, seq = stream_id.partition("-")
-        return int(ms), int(seq or 0)
-    except ValueError:
-        return (0, 0)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,15 @@ def id_millis(stream_id: str) -> int:
         return 0
 
 
+def stream_id_key(stream_id: str) -> tuple[int, int]:
+    """Sort key of a stream id (``ms-seq``): ids compare as numbers, not strings; junk sorts first."""
+    try:
+        ms, _, seq = stream_id.partition("-")
+        return int(ms), int(seq or 0)
+    except ValueError:
+        return (0, 0)
+
+
 class JobStream:
     def __init__(self, client: redis.Redis, key: str, maxlen: int) -> None:
         self._client = client

@@ -12,7 +12,8 @@ from salt_redis_syndic.envelope import pack, seal
 from salt_redis_syndic.errors import RejectedEntry
 from salt_redis_syndic.ledger import DcLedger, MomLedger, OutboxJob
 from salt_redis_syndic.mom import publish_load
-from salt_redis_syndic.reconcile import DcView, due_resends, stream_id_key
+from salt_redis_syndic.reconcile import DcView, due_resends
+from salt_redis_syndic.transport.stream import stream_id_key
 from salt_redis_syndic.signing import Signer, Verifier
 
 pytestmark = pytest.mark.unit
