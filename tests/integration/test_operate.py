@@ -138,18 +138,20 @@ def test_stopped_dc_shows_down_with_growing_age_then_up_again(ops_lab: Lab) -> N
 def test_spool_growing_while_a_dc_is_cut_from_redis_then_drained(ops_lab: Lab, ports: dict[str, int]) -> None:
     east_log = ops_lab.master("east").log_file
     growing = ("redis_syndic_spool_growing", labels("dc", "east"))
-    jid = ops_lab.salt_async("-L", "east-m1", "test.sleep", "3")
+    jid = ops_lab.salt_async("-L", "east-m1", "test.sleep", "15")
     wait_for(lambda: ops_lab.salt_run_json("redis_syndic.job", jid).get("east", {}).get("acknowledged"),
              15, "east's acknowledgement")
-    ops_lab.link("east").cut()  # the return, due in 3 s, can only go to the spool
+    # The job outlives the ack check even on a loaded host (a 3 s job had sometimes returned before
+    # the cut), so its return, due in 15 s, can only go to the spool.
+    ops_lab.link("east").cut()
     try:
-        wait_for(lambda: scrape(ports["east"]).get(growing) == 1, 20, "east's spool_growing gauge at 1")
+        wait_for(lambda: scrape(ports["east"]).get(growing) == 1, 45, "east's spool_growing gauge at 1")
         assert "redis_syndic: DC east spool holds 1 file(s) (spool_warn_depth 1)" in east_log.read_text(errors="replace")
     finally:
         ops_lab.link("east").heal()
     wait_for(lambda: scrape(ports["east"]).get(growing) == 0, 20, "east's spool drained")
     assert "redis_syndic: DC east spool drained" in east_log.read_text(errors="replace")
     rep = wait_for(lambda: (lambda r: r if r["east"]["returned"] else None)(ops_lab.salt_run_json("redis_syndic.job", jid)),
-                   20, "the spooled return stored on the MoM")
+                   30, "the spooled return stored on the MoM")
     assert rep["east"]["missing"] == []
     wait_for(lambda: status(ops_lab)["east"]["alive"], 15, "east alive again")
