@@ -139,7 +139,8 @@ class Settings:
     roster_seen_resolution: float = 60.0
     roster_grains: tuple[str, ...] = ()
     roster_stream_maxlen: int = 1000
-    drift_roots: tuple[str, ...] = ("file_roots", "pillar_roots")
+    # gitfs / git_pillar are fingerprinted only on a master configured for them (see drift.py).
+    drift_roots: tuple[str, ...] = ("file_roots", "pillar_roots", "gitfs", "git_pillar")
     drift_interval: float = 60.0
     key_management: bool = False  # minion keys changed on a DC by signed MoM orders (salt_redis_syndic.keycmd)
 
@@ -302,11 +303,12 @@ def _moms(block: Mapping[str, Any], role: str) -> tuple[str, ...]:
                 raise ConfigError("moms", f"is required with {needs}: the master ids of the MoMs to send to")
     return moms
 def _drift_roots(block: Mapping[str, Any]) -> tuple[str, ...]:
-    value = block.get("drift_roots", ["file_roots", "pillar_roots"])
+    kinds = Settings.drift_roots
+    value = block.get("drift_roots", list(kinds))
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, (list, tuple)) or not set(value) <= {"file_roots", "pillar_roots"}:
-        raise ConfigError("drift_roots", f"must be a list of file_roots and/or pillar_roots (or []), got {value!r}")
+    if not isinstance(value, (list, tuple)) or not set(value) <= set(kinds):
+        raise ConfigError("drift_roots", f"must be a list of {', '.join(kinds)} (or []), got {value!r}")
     return tuple(dict.fromkeys(value))
 
 

@@ -1,10 +1,13 @@
-"""What a master serves, fingerprinted: ``file_roots`` / ``pillar_roots`` per saltenv.
+"""What a master serves, fingerprinted per saltenv: ``file_roots`` / ``pillar_roots`` and the
+commits its gitfs and git_pillar remotes resolve to.
 
 A DC that serves other files than the MoM runs other states than the operator tested.  Each
 master hashes its roots (relative path -> sha256, the first root listing a path wins, as in
 Salt's ``roots`` fileserver) into one short digest per saltenv; only when digests differ does
 anyone need the full listing, which names the files that differ.
 Hashes are cached by (size, mtime): a rescan of an unchanged tree reads no file.
+A git remote needs no hashing: the commit it resolves to in the master's cache is its
+fingerprint (remote -> commit sha, see :mod:`gitrevs`), and a difference names both commits.
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ import hashlib
 import os
 from typing import Any, Mapping
 
-# {kind: {saltenv: {relative path: sha256 hex}}}, kind in ("file_roots", "pillar_roots").
+from .gitrevs import GIT_KINDS, GitRevisions
+
+# {kind: {saltenv: {relative path: sha256 hex}}} for the roots kinds,
+# {kind: {saltenv: {remote: commit sha}}} for the git kinds.
 Listing = dict[str, dict[str, dict[str, str]]]
-KINDS = ("file_roots", "pillar_roots")
+ROOT_KINDS = ("file_roots", "pillar_roots")
+KINDS = ROOT_KINDS + GIT_KINDS
 _SKIP_DIRS = {".git", ".svn", ".hg", "__pycache__"}
 
 
@@ -39,6 +46,7 @@ class Fingerprinter:
     def __init__(self) -> None:
         self._cache: dict[str, tuple[int, int, str]] = {}
         self._visited: set[str] = set()
+        self._revisions: GitRevisions | None = None
 
     def _hash(self, path: str, st: os.stat_result) -> str | None:
         cached = self._cache.get(path)
@@ -79,9 +87,22 @@ class Fingerprinter:
         return out
 
     def listing(self, opts: Mapping[str, Any], kinds: tuple[str, ...]) -> Listing:
-        """The full listing of ``kinds`` (file_roots, pillar_roots) served by the master of ``opts``."""
+        """The full listing of ``kinds`` served by the master of ``opts``.
+
+        A git kind the master is not configured for (no ``gitfs`` in ``fileserver_backend``,
+        no git ``ext_pillar``) is left out, not listed empty: "not used here" is no drift.
+        """
         self._visited = set()
-        out: Listing = {kind: {env: self.files(dirs) for env, dirs in roots_of(opts, kind).items()} for kind in kinds}
+        out: Listing = {}
+        for kind in kinds:
+            if kind in GIT_KINDS:
+                if self._revisions is None or self._revisions.opts is not opts:
+                    self._revisions = GitRevisions(opts)
+                revisions = self._revisions.listing(kind)
+                if revisions is not None:
+                    out[kind] = revisions
+            else:
+                out[kind] = {env: self.files(dirs) for env, dirs in roots_of(opts, kind).items()}
         # Forget files that are gone: the cache stays the size of the tree.
         self._cache = {p: v for p, v in self._cache.items() if p in self._visited}
         return out
@@ -108,9 +129,23 @@ def compare(reference: Mapping[str, str], other: Mapping[str, str]) -> dict[str,
     }
 
 
+def compare_revisions(reference: Mapping[str, str], other: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Remotes whose commit differs between two ``{remote: sha}`` maps, with the commits.
+
+    Unlike a file's hash, a commit is something the operator can look up (``git show``), so
+    the report carries them: ``changed`` maps a remote to ``{"mom": sha, "dc": sha}``.
+    """
+    return {
+        "changed": {r: {"mom": reference[r], "dc": other[r]} for r in sorted(other)
+                    if r in reference and reference[r] != other[r]},
+        "only_on_dc": {r: other[r] for r in sorted(other) if r not in reference},
+        "missing_on_dc": {r: reference[r] for r in sorted(reference) if r not in other},
+    }
+
+
 def drift_report(reference: Listing, dcs: Mapping[str, Listing | None],
                  dc_digests: Mapping[str, Mapping[str, Mapping[str, str]]]) -> dict[str, Any]:
-    """Per DC, kind and saltenv: ``"in sync"`` or the files that differ from the MoM's.
+    """Per DC, kind and saltenv: ``"in sync"`` or the files (git kinds: remotes) that differ from the MoM's.
 
     ``dcs`` holds a DC's full listing only when some digest differed (None otherwise);
     ``dc_digests`` the digests of its head record.  A ``dcs_agree`` section says, per kind
@@ -130,7 +165,8 @@ def drift_report(reference: Listing, dcs: Mapping[str, Listing | None],
                 if listing is None:
                     kind_row[env] = {"differs": "listing not fetched yet"}
                     continue
-                diff = compare(reference.get(kind, {}).get(env, {}), listing.get(kind, {}).get(env, {}))
+                differ = compare_revisions if kind in GIT_KINDS else compare
+                diff: Mapping[str, Any] = differ(reference.get(kind, {}).get(env, {}), listing.get(kind, {}).get(env, {}))
                 kind_row[env] = {k: v for k, v in diff.items() if v}
                 if env not in envs:
                     kind_row[env]["saltenv"] = "not served by the DC"

@@ -7,8 +7,8 @@ DC side (``estate`` loop of a DC engine), every ``estate_interval``:
 * rewrite the signed snapshot ``<ns>:roster:<dc>`` only at start, when the MoM asks
   (``<ns>:resync:<dc>``) or after ``roster_stream_maxlen / 2`` deltas, so the stream always
   holds every delta since the snapshot;
-* every ``drift_interval`` fingerprint ``file_roots`` / ``pillar_roots``; a changed listing
-  is written whole (``<ns>:files:<dc>``), its digests go in the head;
+* every ``drift_interval`` fingerprint ``file_roots`` / ``pillar_roots`` and the commits of
+  the gitfs / git_pillar remotes the master uses; a changed listing is written whole (``<ns>:files:<dc>``), its digests go in the head;
 * write the signed head ``<ns>:estate:<dc>`` (position, roster digest, file digests).
 
 At steady state that is one small SET (and one GET of the resync flag) per interval.
@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping, Protocol
 from .config import Settings
 from .deadletter import DeadLetters
 from .drift import Fingerprinter, Listing, digests, drift_report, in_sync
+from .gitrevs import GIT_KINDS
 from .envelope import pack, seal
 from .errors import RejectedEntry
 from .keycmd import KeyActions, SeenOrders, carry_out
@@ -505,17 +506,22 @@ class MomEstate:
         own_digests = digests(self.own)
         dc_digests: dict[str, dict[str, dict[str, str]]] = {}
         listings: dict[str, Listing | None] = {}
+        compared = self.settings.drift_roots
         for dc, state in sorted(self.dcs.items()):
             if state.head is None or not state.head.files:
                 continue
-            files = {k: v for k, v in state.head.files.items() if k in self.settings.drift_roots}
+            files = {k: v for k, v in state.head.files.items() if k in compared}
+            for kind in GIT_KINDS:
+                # A DC leaves out a git kind its master does not use: if the MoM's does, that is drift.
+                if kind in compared and kind in own_digests and kind not in files:
+                    files[kind] = {}
             dc_digests[dc] = files
-            if all(files.get(k) == own_digests.get(k) for k in self.settings.drift_roots):
+            if all(files.get(k, {}) == own_digests.get(k, {}) for k in compared):
                 listings[dc] = None
                 continue
-            if state.listing_for != files:
+            if state.listing_for != state.head.files:  # the listing matches the head, all kinds
                 self.fetch_listing(client, dc, state)
-            listings[dc] = state.listing if state.listing_for == files else None
+            listings[dc] = state.listing if state.listing_for == state.head.files else None
         report = drift_report(self.own, listings, dc_digests)
         for dc, row in report["dcs"].items():
             state = self.dcs[dc]
@@ -566,7 +572,16 @@ def _describe(row: Mapping[str, Any]) -> str:
     parts = []
     for kind, envs in sorted(row.items()):
         for env, value in sorted(envs.items()):
-            if value != "in sync":
+            if value != "in sync" and kind in GIT_KINDS:
+                remotes = [f"{r} {_short(v['mom'])} -> {_short(v['dc'])}" for r, v in value.get("changed", {}).items()]
+                remotes += [f"{r} only on the DC" for r in value.get("only_on_dc", {})]
+                remotes += [f"{r} missing on the DC" for r in value.get("missing_on_dc", {})]
+                parts.append(f"{kind}:{env} ({', '.join(remotes[:5])}{'...' if len(remotes) > 5 else ''})")
+            elif value != "in sync":
                 files = [f for key in ("changed", "only_on_dc", "missing_on_dc") for f in value.get(key, [])]
                 parts.append(f"{kind}:{env} ({', '.join(files[:5])}{'...' if len(files) > 5 else ''})")
     return "; ".join(parts)
+
+
+def _short(sha: str) -> str:
+    return sha[:12] if len(sha) >= 40 else sha

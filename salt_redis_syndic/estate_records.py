@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, TypeVar
 
 from .drift import KINDS, Listing
+from .gitrevs import GIT_KINDS, MARKERS
 from .envelope import MINION_RE, NAME_RE, VERSION, _boundary, _brief, _num, _require, _str, pack, unpack, unseal
 from .errors import RejectedEntry
 from .roster import STATES, Delta, Entry, Roster
@@ -22,6 +23,7 @@ _DIGEST_RE = re.compile(r"^[0-9a-f]{32}\Z")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}\Z")
 _ENV_RE = re.compile(r"^[^\x00]{1,255}\Z")
 _PATH_RE = re.compile(r"^[^\x00]{1,4096}\Z")
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?\Z")  # sha-1 or sha-256 object names
 
 
 class Keyring:
@@ -150,6 +152,13 @@ def decode_delta(data: bytes, max_bytes: int) -> DeltaRecord:
     return DeltaRecord(dc=_str(doc, "dc", NAME_RE), delta=delta)
 
 
+def _fingerprint_ok(kind: str, value: str) -> bool:
+    """A file's sha256, or for a git remote its commit (or why there is none)."""
+    if kind in GIT_KINDS:
+        return bool(_COMMIT_RE.match(value)) or value in MARKERS
+    return bool(_SHA_RE.match(value))
+
+
 @_boundary
 def decode_fileset(data: bytes, max_bytes: int) -> FileSet:
     doc = _doc(data, "files", max_bytes)
@@ -160,7 +169,7 @@ def decode_fileset(data: bytes, max_bytes: int) -> FileSet:
         for env, files in envs.items():
             _require(isinstance(env, str) and bool(_ENV_RE.match(env)) and isinstance(files, dict), "malformed", "listing: saltenv")
             for path, sha in files.items():
-                _require(isinstance(path, str) and bool(_PATH_RE.match(path)) and isinstance(sha, str) and bool(_SHA_RE.match(sha)),
+                _require(isinstance(path, str) and bool(_PATH_RE.match(path)) and isinstance(sha, str) and _fingerprint_ok(kind, sha),
                          "malformed", "listing: bad file entry")
     return FileSet(dc=_str(doc, "dc", NAME_RE), at=_num(doc, "at"), listing=listing)
 
