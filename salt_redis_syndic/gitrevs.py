@@ -14,7 +14,8 @@ Which saltenvs exist and which ref serves each is Salt's logic (``gitfs_base``, 
 ``ref_types``, ``fallback``, cache directory names), so Salt's own ``GitFS`` / ``GitPillar``
 objects parse the configuration; only their provider is ours, :class:`CacheReader`, which reads
 the refs with one ``git for-each-ref``.  It does not matter which provider the master uses:
-pygit2, GitPython and the git CLI keep the same refs in the same cache directories.
+pygit2, GitPython and gitcli fetch the same refs (``refs/remotes/origin/*``, ``refs/tags/*``)
+into the same cache directory (a work tree's ``.git``, or a bare repository for gitcli).
 """
 
 from __future__ import annotations
@@ -119,9 +120,9 @@ def _provider_class() -> type:
 
         def load(self) -> None:
             """Read the refs afresh; ``refs`` stays None while the master has not fetched the remote."""
-            git_dir = os.path.join(self.get_cachedir(), ".git")
+            git_dir = self.git_dir()
             self.refs, self.unreadable, self._sha_cache = None, False, {}
-            if os.path.isdir(os.path.join(git_dir, "objects")):
+            if git_dir is not None:
                 try:
                     self.refs = read_refs(git_dir)
                 except GitUnavailable:
@@ -132,6 +133,14 @@ def _provider_class() -> type:
                             self.role, self.id, err)
             if not self.refs:
                 self.refs = None  # initialised by the master, never fetched: serves nothing yet
+
+        def git_dir(self) -> str | None:
+            """The cache's repository: a work tree's ``.git`` (pygit2, GitPython) or bare (gitcli)."""
+            cachedir = self.get_cachedir()
+            for candidate in (os.path.join(cachedir, ".git"), cachedir):
+                if os.path.isdir(os.path.join(candidate, "objects")):
+                    return candidate
+            return None
 
         def envs(self) -> set[str]:
             return self._get_envs_from_ref_paths(list(self.refs or ()))
@@ -146,7 +155,7 @@ def _provider_class() -> type:
             if ref_type == "sha" and _HEX_RE.match(ref):
                 if ref not in self._sha_cache:
                     try:
-                        sha = _git(os.path.join(self.get_cachedir(), ".git"), "rev-parse", "--verify", "-q",
+                        sha = _git(self.git_dir() or self.get_cachedir(), "rev-parse", "--verify", "-q",
                                    "--end-of-options", f"{ref}^{{commit}}").strip()
                     except OSError:
                         sha = ""
