@@ -143,6 +143,20 @@ def compare_revisions(reference: Mapping[str, str], other: Mapping[str, str]) ->
     }
 
 
+def compared_digests(dc_files: Mapping[str, Mapping[str, str]], own: Mapping[str, Mapping[str, str]],
+                     compared: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """The digests of a DC's head that the MoM compares with its own ``own``.
+
+    A DC leaves out a git kind its master does not use; when the MoM's does use it, the DC
+    counts as serving none of it (drift), not as "not compared".
+    """
+    out = {k: dict(v) for k, v in dc_files.items() if k in compared}
+    for kind in GIT_KINDS:
+        if kind in compared and kind in own and kind not in out:
+            out[kind] = {}
+    return out
+
+
 def drift_report(reference: Listing, dcs: Mapping[str, Listing | None],
                  dc_digests: Mapping[str, Mapping[str, Mapping[str, str]]]) -> dict[str, Any]:
     """Per DC, kind and saltenv: ``"in sync"`` or the files (git kinds: remotes) that differ from the MoM's.

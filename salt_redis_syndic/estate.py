@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 from .config import Settings
 from .deadletter import DeadLetters
-from .drift import Fingerprinter, Listing, digests, drift_report, in_sync
+from .drift import Fingerprinter, Listing, compared_digests, digests, drift_report, in_sync
 from .gitrevs import GIT_KINDS
 from .envelope import pack, seal
 from .errors import RejectedEntry
@@ -510,11 +510,7 @@ class MomEstate:
         for dc, state in sorted(self.dcs.items()):
             if state.head is None or not state.head.files:
                 continue
-            files = {k: v for k, v in state.head.files.items() if k in compared}
-            for kind in GIT_KINDS:
-                # A DC leaves out a git kind its master does not use: if the MoM's does, that is drift.
-                if kind in compared and kind in own_digests and kind not in files:
-                    files[kind] = {}
+            files = compared_digests(state.head.files, own_digests, compared)
             dc_digests[dc] = files
             if all(files.get(k, {}) == own_digests.get(k, {}) for k in compared):
                 listings[dc] = None

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from salt_redis_syndic import gitrevs
-from salt_redis_syndic.drift import Fingerprinter, digests, drift_report, in_sync
+from salt_redis_syndic.drift import Fingerprinter, compared_digests, digests, drift_report, in_sync
 from salt_redis_syndic.errors import RejectedEntry
 from salt_redis_syndic.estate_records import FileSet, decode_fileset
 from salt_redis_syndic.gitrevs import NOT_CLONED, GitRevisions
@@ -268,3 +268,19 @@ def test_drift_roots_default_takes_the_git_kinds_and_rejects_unknown_ones() -> N
     assert settings(drift_roots=["gitfs"]).drift_roots == ("gitfs",)
     with pytest.raises(ConfigError, match="git_pillar"):
         settings(drift_roots=["hgfs"])
+
+
+def test_a_dc_without_the_moms_gitfs_serves_none_of_it() -> None:
+    a = "a" * 40
+    mom = {"file_roots": {"base": {"top.sls": "f" * 64}}, "gitfs": {"base": {"file:///srv/states": a}}}
+    own = digests(mom)
+    east = {"file_roots": mom["file_roots"]}  # a roots-only DC: no gitfs kind in its head
+    compared = ("file_roots", "pillar_roots", "gitfs", "git_pillar")
+    files = compared_digests(digests(east), own, compared)
+    assert files == {"file_roots": own["file_roots"], "gitfs": {}}
+    report = drift_report(mom, {"east": east}, {"east": files})
+    assert report["dcs"]["east"] == {"file_roots": {"base": "in sync"}, "gitfs": {
+        "base": {"missing_on_dc": {"file:///srv/states": a}, "saltenv": "not served by the DC"}}}
+    # A kind the MoM leaves out of drift_roots is not compared, and one neither side uses stays out.
+    assert compared_digests(digests(mom), own, ("file_roots",)) == {"file_roots": own["file_roots"]}
+    assert "git_pillar" not in compared_digests(digests(east), own, compared)
