@@ -35,7 +35,7 @@ GIT_KINDS = ("gitfs", "git_pillar")
 NOT_CLONED = "not cloned yet"  # the value of a remote the master has not fetched yet
 UNREADABLE = "cache unreadable"  # its cache exists but git cannot read its refs (logged)
 MARKERS = (NOT_CLONED, UNREADABLE)
-# {saltenv: {remote label: commit sha or NOT_CLONED}}
+# {saltenv: {remote label: commit sha, or one of MARKERS}}
 Revisions = dict[str, dict[str, str]]
 
 GIT_TIMEOUT = 20.0
@@ -157,7 +157,7 @@ def _provider_class() -> type:
                     try:
                         sha = _git(self.git_dir() or self.get_cachedir(), "rev-parse", "--verify", "-q",
                                    "--end-of-options", f"{ref}^{{commit}}").strip()
-                    except OSError:
+                    except (OSError, subprocess.SubprocessError):
                         sha = ""
                     self._sha_cache[ref] = sha if _SHA_RE.match(sha) else None
                 return self._sha_cache[ref]
