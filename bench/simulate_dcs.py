@@ -112,7 +112,11 @@ class Simulator:
             sent += len(self.minions[dc])
         return sent
 
-    def run(self, stop: Any, cursor: str = "$") -> None:
+    def run(self, stop: Any, paused: Any, skipped: Any, cursor: str = "$") -> None:
+        """Answer every job on the stream until ``stop``; jobs read while ``paused`` get no answer
+        and are counted in ``skipped`` (the ``store_job`` baseline publishes a job only to have a
+        real jid and load on the MoM).
+        """
         import redis
 
         client = redis.Redis.from_url(self.redis_url)
@@ -126,11 +130,15 @@ class Simulator:
                 for entry_id, fields in entries:
                     cursor = entry_id
                     job = decode_job(fields, self.verifier, 64 * 1024 * 1024, time.time(), 60.0)
-                    self.answer(client, job.jid)
+                    if paused.is_set():
+                        with skipped.get_lock():
+                            skipped.value += 1
+                    else:
+                        self.answer(client, job.jid)
 
 
-def _simulator_process(args: tuple[Any, ...], stop: Any) -> None:
-    Simulator(*args).run(stop)
+def _simulator_process(args: tuple[Any, ...], stop: Any, paused: Any, skipped: Any) -> None:
+    Simulator(*args).run(stop, paused, skipped)
 
 
 # ------------------------------------------------------------------------------ measurements
@@ -183,8 +191,12 @@ def bridge_round(lab: Lab, client: Any, jobs: int, expected_each: int, deadline:
             "returns_per_second": round(stored / seconds, 1), "complete": stored >= total}
 
 
-def store_job_round(lab: Lab, client: Any, dcs: list[str], minions: int) -> dict[str, Any]:
+def store_job_round(lab: Lab, client: Any, dcs: list[str], minions: int, paused: Any, skipped: Any) -> dict[str, Any]:
     """The MoM's own limit: the same returns through Salt's store_job + event, no Redis, one process.
+
+    The job is published (so the MoM holds its load, as for a real job) with the simulator
+    paused: otherwise the bridge would store the same returns concurrently (an earlier version
+    of this benchmark did, and the baseline lost half its speed to that contention).
 
     Exactly what ``_syndic_return`` does per return on a MoM: ``salt.utils.job.store_job`` with
     a ``MasterMinion`` and the master event, on the MoM's opts (loaded once).
@@ -197,7 +209,13 @@ def store_job_round(lab: Lab, client: Any, dcs: list[str], minions: int) -> dict
     opts = dict(salt.config.master_config(str(lab.conf_dir(lab.top) / "master")))
     mminion = salt.minion.MasterMinion(opts, states=False, rend=False, matcher=False)
     event = salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=False)
-    jid = publish(client)
+    paused.set()
+    try:
+        before = skipped.value
+        jid = publish(client)
+        wait_until(lambda: skipped.value > before, 60, "the simulator skipping the baseline's job")
+    finally:
+        paused.clear()
     loads = [synthetic_return(jid, m, time.time()) for dc in dcs for m in sim_minions(dc, minions)]
     begin = time.perf_counter()
     for load in loads:
@@ -295,9 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         import salt.client
 
         client = salt.client.LocalClient(c_path=str(lab.conf_dir(lab.top) / "master"))
-        stop = multiprocessing.Event()
+        stop, paused, skipped = multiprocessing.Event(), multiprocessing.Event(), multiprocessing.Value("i", 0)
         sim = multiprocessing.Process(target=_simulator_process, daemon=True, args=(
-            (lab.redis_url, lab.top, keys_dir, dcs, args.minions, lab.mom_public_key, args.batch), stop))
+            (lab.redis_url, lab.top, keys_dir, dcs, args.minions, lab.mom_public_key, args.batch), stop, paused, skipped))
         sim.start()
         try:
             time.sleep(3)  # heartbeats seen, engine up
@@ -313,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                     if name == "bridge":
                         out = bridge_round(lab, client, 1, total, args.deadline)
                     elif name == "store_job":
-                        out = store_job_round(lab, client, dcs, args.minions)
+                        out = store_job_round(lab, client, dcs, args.minions, paused, skipped)
                     else:
                         out = redis_leg_round(lab.redis_url, keys_dir, dcs, args.minions, args.batch)
                     rows[name].append(out)
