@@ -218,6 +218,11 @@ def store_job_round(lab: Lab, client: Any, dcs: list[str], minions: int, paused:
         paused.clear()
     loads = [synthetic_return(jid, m, time.time()) for dc in dcs for m in sim_minions(dc, minions)]
     begin = time.perf_counter()
+    # What a MoM does per DC for a syndic's job (AESFuncs._handle_minion_event on the syndic's
+    # ``.../new`` event) and the bridge does on each ack: the DC's minion list, which
+    # local_cache.get_load then reads for every stored return.
+    for dc in dcs:
+        salt.utils.job.store_minions(opts, jid, sim_minions(dc, minions), mminion=mminion, syndic_id=dc)
     for load in loads:
         salt.utils.job.store_job(opts, dict(load), event=event, mminion=mminion)
     seconds = time.perf_counter() - begin
@@ -296,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sustained-jobs", type=int, default=5)
     parser.add_argument("--batch", type=int, default=500, help="messages per uplink item (batch_max_messages)")
     parser.add_argument("--deadline", type=float, default=600)
+    parser.add_argument("--log-level", default="warning",
+                        help="the MoM's log_level_logfile (Salt's default is warning; the test labs use debug, "
+                             "which costs the engine several log records per stored return)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="write py-spy collapsed stacks of the MoM engine during the bridge rounds here")
     args = parser.parse_args(argv)
@@ -303,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
 
     dcs = sim_dc_names(args.dcs)
     total = args.dcs * args.minions
-    lab = Lab(("east",), 0, mom_bridge={"dc_keys": {}})  # dc_keys filled in below, before start
+    lab = Lab(("east",), 0, mom_bridge={"dc_keys": {}},  # dc_keys filled in below, before start
+              log_level_logfile=args.log_level)
     keys_dir = lab.root / "simkeys"
     for dc in dcs:
         generate_ed25519_keypair(keys_dir / f"{dc}.pem", keys_dir / f"{dc}.pub")
@@ -358,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"what": f"one job answered by {args.dcs} simulated DCs x {args.minions} minions: publish -> all "
                        f"{total} returns stored on a real MoM (engine); vs. store_job straight into the MoM",
                "dcs": args.dcs, "minions_per_dc": args.minions, "batch": args.batch, "rounds": args.rounds,
+               "mom_log_level_logfile": args.log_level,
                "table": table, "rows": rows, "sustained": {"jobs": args.sustained_jobs, **sustained}, "ratios": ratios}
     path = write_result("scale", payload)
     print(f"\n{'what':<12} {'median s':>9} {'min':>8} {'max':>8} {'returns/s':>10} (min..max)")
