@@ -17,6 +17,7 @@ import os
 import signal
 import uuid
 from collections import Counter
+from datetime import datetime
 
 import psutil
 import pytest
@@ -90,27 +91,43 @@ def test_redis_restarted_without_persistence_loses_nothing(make_lab) -> None:
     assert_exactly_once(lab, jids, markers, timeout=180)
 
 
+def jid_epoch(jid: str) -> float:
+    """When the master made ``jid`` (Salt's jids are local time with microseconds)."""
+    return datetime.strptime(jid[:20], "%Y%m%d%H%M%S%f").timestamp()
+
+
 def test_mom_engine_killed_mid_burst_loses_nothing(make_lab) -> None:
     lab: Lab = make_lab(mom_bridge=FAST, dc_bridge=FAST)
     lab.wait_bridge(timeout=90)
     markers = [uuid.uuid4().hex for _ in range(10)]
     jids = [publish(lab, m) for m in markers[:3]]
-    engines = engine_processes(lab, "mom")
-    assert engines, "no MoM engine process found"
-    for proc in engines:
-        os.kill(proc.pid, signal.SIGKILL)
-    killed = {p.pid for p in engines}
-    # Salt notices a dead engine within 10 s: until then, jobs are published with no engine
-    while_down = []
-    while len(while_down) < 2 or not [p for p in engine_processes(lab, "mom") if p.pid not in killed]:
-        assert len(markers) < 40, "Salt did not restart the MoM engine"
-        markers.append(uuid.uuid4().hex)
-        while_down.append(publish(lab, markers[-1]))
-    jids += while_down
+    # Salt notices a dead engine within 10 s, sometimes before the next CLI call has published
+    # anything: then the kill is repeated, until some job was published with no engine at all.
+    published_while_down: list[str] = []
+    for _attempt in range(4):
+        engines = engine_processes(lab, "mom")
+        assert engines, "no MoM engine process found"
+        for proc in engines:
+            os.kill(proc.pid, signal.SIGKILL)
+        killed = {p.pid for p in engines}
+        attempt_jids: list[str] = []
+        restarted: list[psutil.Process] = []
+        while not restarted:
+            assert len(markers) < 60, "Salt did not restart the MoM engine"
+            markers.append(uuid.uuid4().hex)
+            attempt_jids.append(publish(lab, markers[-1]))
+            restarted = [p for p in engine_processes(lab, "mom") if p.pid not in killed]
+        jids += attempt_jids
+        started = min(p.create_time() for p in restarted)
+        published_while_down = [j for j in attempt_jids if jid_epoch(j) < started]
+        if published_while_down:
+            break
+    assert published_while_down, "Salt restarted the MoM engine before any job was published, 4 times"
     jids += [publish(lab, m) for m in markers[3:10]]
     assert_exactly_once(lab, jids, markers, timeout=180)
     log = lab.master("mom").log_file.read_text(errors="replace")
-    assert f"job {while_down[0]} (cmd.run) was published while the engine was down" in log
+    for jid in published_while_down:
+        assert f"job {jid} (cmd.run) was published while the engine was down" in log
 
 
 def test_sentinel_failover_mid_burst_loses_nothing(make_lab, sentinel_setup) -> None:
