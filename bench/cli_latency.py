@@ -18,7 +18,7 @@ import argparse
 import sys
 from typing import Any
 
-from salt_redis_syndic.lab import Lab
+from lab import Lab
 
 from .common import exit_on_sigterm, summary, timed, write_result
 from .topologies import TARGET, Labs, describe

@@ -40,17 +40,27 @@ import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from salt_redis_syndic.config import load_settings
-from salt_redis_syndic.dc import JobConsumer
-from salt_redis_syndic.deadletter import DeadLetters, _trim
-from salt_redis_syndic.envelope import (
-    ACK_STATUSES, LOAD_FIELDS, VERSION, Ack, DcStatus, Return, decode_batch, decode_status, encode_batch,
-    encode_job, make_job, pack,
-)
 from salt_redis_syndic.errors import RejectedEntry
-from salt_redis_syndic.ledger import DcLedger
+from salt_redis_syndic.jobs.consumer import JobConsumer
 from salt_redis_syndic.runtime import Counters
-from salt_redis_syndic.signing import Signer
-from salt_redis_syndic.spool import Spool
+from salt_redis_syndic.security.signing import Signer
+from salt_redis_syndic.state.deadletter import DeadLetters, _trim
+from salt_redis_syndic.state.ledger import DcLedger
+from salt_redis_syndic.state.spool import Spool
+from salt_redis_syndic.wire.envelope import (
+    ACK_STATUSES,
+    LOAD_FIELDS,
+    VERSION,
+    Ack,
+    DcStatus,
+    Return,
+    decode_batch,
+    decode_status,
+    encode_batch,
+    encode_job,
+    make_job,
+    pack,
+)
 
 from .common import write_result
 

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from salt_redis_syndic.lab import Lab
+from lab import Lab
 
 from .burst import burst, publisher
 from .common import exit_on_sigterm, write_result

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import psutil
 
-from salt_redis_syndic.lab import Lab
+from lab import Lab
 
 from .common import write_result
 from .syndic_lab import SyndicLab

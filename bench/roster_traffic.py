@@ -19,14 +19,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from lab import RedisServer
 from salt_redis_syndic.config import load_settings
-from salt_redis_syndic.dckeys import DcKeyring
-from salt_redis_syndic.estate import DcEstate, MomEstate
-from salt_redis_syndic.estate_report import load_rosters
-from salt_redis_syndic.lab import RedisServer
-from salt_redis_syndic.roster import scan_pki
+from salt_redis_syndic.estate.loops import DcEstate, MomEstate
+from salt_redis_syndic.estate.roster import scan_pki
+from salt_redis_syndic.ops.estate_report import load_rosters
 from salt_redis_syndic.runtime import Counters
-from salt_redis_syndic.signing import Signer
+from salt_redis_syndic.security.dckeys import DcKeyring
+from salt_redis_syndic.security.signing import Signer
 
 from .common import write_result
 

@@ -7,7 +7,7 @@ batches (an ack naming N synthetic minions, then N synthetic ``test.ping`` retur
 DC's key, ``LPUSH`` in one pipeline).  It also writes signed heartbeats, so the MoM sees the
 simulated DCs as live.  The MoM accepts the DCs' keys through the ``dc_keys`` option.
 
-The MoM is a real salt-master with the engine, from :class:`~salt_redis_syndic.lab.Lab` with
+The MoM is a real salt-master with the engine, from :class:`~lab.Lab` with
 one real DC master and no minions (a lab needs at least one DC).
 
 Measured, in one invocation, rounds alternating:
@@ -34,11 +34,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from salt_redis_syndic.envelope import DcStatus, decode_batch, decode_job, encode_batch, seal, unseal
-from salt_redis_syndic.lab import Lab, generate_ed25519_keypair, wait_until
-from salt_redis_syndic.signing import Signer, Verifier, load_or_create_signer
+from lab import Lab, generate_ed25519_keypair, wait_until
+from salt_redis_syndic.security.signing import Signer, Verifier, load_or_create_signer
 from salt_redis_syndic.transport.keys import Keys
 from salt_redis_syndic.transport.queue import UplinkQueue
+from salt_redis_syndic.wire.envelope import (
+    DcStatus,
+    decode_batch,
+    decode_job,
+    encode_batch,
+    seal,
+    unseal,
+)
 
 from .common import exit_on_sigterm, summary, write_result
 
@@ -236,7 +243,7 @@ def redis_leg_round(redis_url: str, keys_dir: Path, dcs: list[str], minions: int
     """Build + sign + LPUSH, then BLMOVE/LMOVE + unseal + verify + decode, on a private key pair."""
     import redis
 
-    from salt_redis_syndic.dckeys import DcKeyring
+    from salt_redis_syndic.security.dckeys import DcKeyring
 
     client = redis.Redis.from_url(redis_url)
     ring = DcKeyring(str(keys_dir / "ring"), {dc: str(keys_dir / f"{dc}.pub") for dc in dcs})

@@ -5,12 +5,12 @@
     west  salt-master 127.0.B.3:4505/4506   + salt-syndic (id "west")
     east-m1.. -> east;  west-m1.. -> west     (no Redis, no bridge engine)
 
-It reuses :class:`salt_redis_syndic.lab.Lab` with ``bridge=False`` for the masters and minions
+It reuses :class:`lab.Lab` with ``bridge=False`` for the masters and minions
 and adds one ``salt-syndic`` per DC master, started through ``bench/syndic_launcher.py``:
 ``syndic="stock"`` runs Salt's code unchanged, ``syndic="patched"`` moves the syndic's upward
 requests onto their own thread (see the launcher for why and exactly what it changes).
 
-``links=True`` puts a pair of :class:`~salt_redis_syndic.netproxy.Proxy` (ports 4505 and 4506)
+``links=True`` puts a pair of :class:`~lab.netproxy.Proxy` (ports 4505 and 4506)
 on ``127.0.B.(100+i)`` between each syndic and the MoM, so a benchmark can delay, cut or
 blackhole one DC's link: ``lab.syndic_link("east").delay(0.1)``.
 
@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from salt_redis_syndic.lab import (
+from lab import (
     DEFAULT_DCS,
     PUBLISH_PORT,
     RET_PORT,
@@ -41,7 +41,7 @@ from salt_redis_syndic.lab import (
     terminate,
     wait_until,
 )
-from salt_redis_syndic.netproxy import Proxy
+from lab.netproxy import Proxy
 
 from .syndic_launcher import PATCH_DESCRIPTION
 

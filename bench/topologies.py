@@ -19,7 +19,7 @@ import contextlib
 import logging
 from typing import Any, Sequence
 
-from salt_redis_syndic.lab import DEFAULT_DCS, Lab, LabError
+from lab import DEFAULT_DCS, Lab, LabError
 
 from .syndic_lab import SyndicLab
 

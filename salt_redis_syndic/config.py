@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .transport.settings import RedisSettings, redact_url
 
 ROLES = ("mom", "dc")
 KNOWN_OPTIONS = frozenset(
@@ -30,53 +31,7 @@ KNOWN_OPTIONS = frozenset(
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _NS_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_USER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
-
-
-def redact_url(url: str | None) -> str | None:
-    """Return ``url`` with any password replaced, for logs and reprs.
-
-    Everything up to the last ``@`` is treated as credentials: a raw (not percent-encoded)
-    password may hold ``/ ? # @`` that a URL parser would split off.  Only a plain user name
-    is kept.  Never raises (it runs inside ``__repr__``).
-    """
-    if not url:
-        return url
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "<redacted url>" if "@" in url else url
-    if "@" not in rest:
-        return url
-    userinfo, _, hostpart = rest.rpartition("@")
-    user = userinfo.split(":", 1)[0] if ":" in userinfo else userinfo
-    shown = f"{user}:***" if user and _USER_RE.match(user) else "***"
-    return f"{scheme}://{shown}@{hostpart}"
-
-
-@dataclass(frozen=True)
-class RedisSettings:
-    """How to reach one Redis endpoint.  The URL may hold a password: never in repr."""
-
-    url: str = field(repr=False)
-    socket_timeout: float = 5.0
-    connect_timeout: float = 5.0
-    health_check_interval: float = 15.0
-    ssl_ca_certs: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = field(default=None, repr=False)
-    ssl_check_hostname: bool = True
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    sentinel_username: str | None = None
-    sentinel_password: str | None = field(default=None, repr=False)
-
-    @property
-    def safe_url(self) -> str:
-        return redact_url(self.url) or ""
-
-    def __repr__(self) -> str:  # explicit: the dataclass repr would be too easy to extend wrongly
-        return f"RedisSettings(url={self.safe_url!r}, socket_timeout={self.socket_timeout})"
 
 
 @dataclass(frozen=True)
@@ -133,7 +88,7 @@ class Settings:
     forward_events_original_tag: bool = False
     forward_events_down: tuple[str, ...] = ()
     relay: bool = False
-    # The estate (salt_redis_syndic.estate): each DC's minion roster and what its master serves.
+    # The estate (salt_redis_syndic.estate.loops): each DC's minion roster and what its master serves.
     estate: bool = True
     estate_interval: float = 10.0
     roster_seen_resolution: float = 60.0
@@ -240,7 +195,7 @@ def _dc_keys(block: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
 
 def _payload_keys(block: Mapping[str, Any]) -> tuple[str | None, tuple[tuple[str, str], ...]]:
     """``payload_key`` (a DC's) and ``dc_payload_keys`` (the MoM's {dc: key}), validated."""
-    from .confidential import load_payload_key
+    from .security.confidential import load_payload_key
 
     own = block.get("payload_key")
     if own is not None:
@@ -278,7 +233,7 @@ def _globs(block: Mapping[str, Any], key: str) -> tuple[str, ...] | None:
 
 
 def _target_types(block: Mapping[str, Any]) -> tuple[str, ...] | None:
-    from .policy import TARGET_TYPES
+    from .security.policy import TARGET_TYPES
 
     value = _globs(block, "allow_target_types")
     if value is not None:
@@ -424,3 +379,14 @@ def load_settings(opts: Mapping[str, Any], overrides: Mapping[str, Any] | None =
         key_management=_bool(block, "key_management", False),
     )
     return settings
+
+def destinations(settings: Settings, origin: str) -> list[str]:
+    """Where a job's acks and returns go: its origin MoM, plus every MoM in ``moms`` with ``mirror_returns``."""
+    if not settings.mirror_returns:
+        return [origin]
+    return [origin] + [mom for mom in settings.moms if mom != origin]
+
+
+def dc_keys_dir(settings: Settings) -> str:
+    """Where the MoM keeps DC uplink keys (pending, accepted, rejected)."""
+    return os.path.join(settings.state_dir, "dc_keys")

@@ -15,10 +15,10 @@ from typing import Any, Mapping
 
 from . import __version__
 from .config import Settings, load_settings
-from .deadletter import DeadLetters
 from .errors import ConfigError
-from .metrics import serve as serve_metrics
+from .ops.metrics import serve as serve_metrics
 from .runtime import Counters, Gauges, run_threads
+from .state.deadletter import DeadLetters
 from .transport.connection import make_client
 from .transport.keys import Keys
 
@@ -85,11 +85,12 @@ def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event,
     counters = counters if counters is not None else Counters()
     gauges = gauges if gauges is not None else Gauges()
     if settings.is_mom:
-        from .ledger import MomLedger
-        from .dckeys import DcKeyring, dc_keys_dir
-        from .ledger import ledger_file
-        from .mom import Collector, JobPublisher
-        from .signing import load_or_create_signer
+        from .config import dc_keys_dir
+        from .jobs.publisher import JobPublisher
+        from .returns.collector import Collector
+        from .security.dckeys import DcKeyring
+        from .security.signing import load_or_create_signer
+        from .state.ledger import MomLedger, ledger_file
 
         signer = load_or_create_signer(settings.signing_key)
         log.info("redis_syndic: MoM signs jobs with key %s (%s.pub)", signer.key_id, os.path.splitext(settings.signing_key)[0])
@@ -110,7 +111,7 @@ def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event,
         loops = {"publish": publish_loop, "collect": collect_loop}
         if settings.estate:
             def estate_loop() -> None:
-                from .estate import MomEstate
+                from .estate.loops import MomEstate
 
                 MomEstate(settings, opts, DcKeyring(dc_keys_dir(settings), dict(settings.dc_keys)), _LazyBus(opts),
                           _deadletters(settings), counters, stop).run()
@@ -118,12 +119,12 @@ def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event,
             loops["estate"] = estate_loop
         return loops
 
-    from .dc import JobConsumer
-    from .ledger import DcLedger, ledger_file
-    from .presence import wait_for_subscribers
-    from .signing import Verifier, load_or_create_signer
-    from .spool import Spool
-    from .uplink import Shipper
+    from .jobs.consumer import JobConsumer
+    from .jobs.presence import wait_for_subscribers
+    from .returns.shipper import Shipper
+    from .security.signing import Verifier, load_or_create_signer
+    from .state.ledger import DcLedger, ledger_file
+    from .state.spool import Spool
 
     uplink_signer = load_or_create_signer(settings.signing_key)
     log.info("redis_syndic: DC %s signs its uplink with key %s; on the MoM: salt-run redis_syndic.accept %s",
@@ -155,7 +156,7 @@ def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event,
     loops = {"jobs": jobs_loop, "uplink": uplink_loop}
     if settings.estate:
         def estate_loop() -> None:
-            from .estate import DcEstate
+            from .estate.loops import DcEstate
 
             DcEstate(settings, opts, uplink_signer, stop, counters,
                      bus=lambda: salt_adapter.MasterBus(opts, listen=True),

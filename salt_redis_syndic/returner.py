@@ -7,12 +7,12 @@ from typing import Any, Iterable, Mapping
 
 from .config import Settings, load_settings
 from .errors import ConfigError, SpoolError
-from .forwarding import EventForwarder, unfiltered_globs
-from .ledger import DcLedger, ledger_file
-from .relay import ack_extensions
+from .events.forwarding import EventForwarder, unfiltered_globs
+from .returns.relay import ack_extensions
+from .returns.shipper import returns_to_spool
 from .runtime import RateLimitedLog
-from .spool import Spool
-from .uplink import returns_to_spool
+from .state.ledger import DcLedger, ledger_file
+from .state.spool import Spool
 
 log = logging.getLogger(__name__)
 _rl = RateLimitedLog(log, interval=60.0)

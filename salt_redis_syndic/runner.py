@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .config import load_settings
-from .dckeys import DcKeyring, dc_keys_dir
+from .config import dc_keys_dir, load_settings
 from .errors import ConfigError
-from .signing import load_or_create_signer
-from .status import dc_status, job_report
+from .ops.status import dc_status, job_report
+from .security.dckeys import DcKeyring
+from .security.signing import load_or_create_signer
 
 
 def _settings(opts: Mapping[str, Any]):
@@ -27,7 +27,7 @@ def job(opts: Mapping[str, Any], jid: str) -> dict[str, Any]:
 
 
 def minions(opts: Mapping[str, Any], dc: str | None = None, state: str | None = None) -> dict[str, Any]:
-    from .estate_report import minions_view
+    from .ops.estate_report import minions_view
 
     try:
         return minions_view(_settings(opts), dc=dc, state=state)
@@ -36,7 +36,7 @@ def minions(opts: Mapping[str, Any], dc: str | None = None, state: str | None = 
 
 
 def drift(opts: Mapping[str, Any]) -> dict[str, Any]:
-    from .estate_report import drift_view
+    from .ops.estate_report import drift_view
 
     return drift_view(_settings(opts))
 
@@ -74,7 +74,7 @@ def key(opts: Mapping[str, Any], dc: str, action: str, minion: str) -> dict[str,
     import getpass
     import os
 
-    from .keycmd import send
+    from .estate.keycmd import send
 
     try:  # who ran salt-run, for the audit lines (sudo keeps the real user in SUDO_USER)
         by = os.environ.get("SUDO_USER") or getpass.getuser()

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 
-from salt_redis_syndic.lab import RedisServer, find_script, free_tcp_port
+from lab import RedisServer, find_script, free_tcp_port
 
 MARKERS = {
     "unit": "fast tests without external processes",
@@ -38,7 +38,7 @@ RedisFactory = Callable[..., RedisServer]
 def redis_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisFactory]:
     """Start private redis-servers: ``make(appendonly=False, extra_args=(), port=None)``.
 
-    Each call returns a started :class:`~salt_redis_syndic.lab.RedisServer` (``.port``,
+    Each call returns a started :class:`~lab.RedisServer` (``.port``,
     ``.url``, ``.client()``, ``.stop()``, ``.start()``, ``.kill()``, ``.pause()``,
     ``.resume()``); all of them are killed at the end of the test.
     """

@@ -14,9 +14,9 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from ..config import RedisSettings
 from ..errors import TransportError
 from .sentinel import parse_sentinel_url
+from .settings import RedisSettings
 
 # Errors that mean "Redis is away or the link is broken": retry later, spool meanwhile.
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError, OSError)

@@ -12,20 +12,20 @@ import pytest
 import redis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from salt_redis_syndic.acl import dc_rules, mom_rules
 from salt_redis_syndic.config import load_settings
-from salt_redis_syndic.confirm import Confirm
-from salt_redis_syndic.deadletter import DeadLetters
-from salt_redis_syndic.envelope import seal
-from salt_redis_syndic.ledger import DcLedger
+from salt_redis_syndic.returns.confirm import Confirm
+from salt_redis_syndic.returns.shipper import Shipper
 from salt_redis_syndic.runtime import Counters
-from salt_redis_syndic.signing import Signer
-from salt_redis_syndic.spool import Spool
+from salt_redis_syndic.security.acl import dc_rules, mom_rules
+from salt_redis_syndic.security.signing import Signer
+from salt_redis_syndic.state.deadletter import DeadLetters
+from salt_redis_syndic.state.ledger import DcLedger
+from salt_redis_syndic.state.spool import Spool
 from salt_redis_syndic.transport.connection import make_client
 from salt_redis_syndic.transport.keys import Keys
 from salt_redis_syndic.transport.queue import UplinkQueue
 from salt_redis_syndic.transport.stream import JobStream
-from salt_redis_syndic.uplink import Shipper
+from salt_redis_syndic.wire.envelope import seal
 
 pytestmark = pytest.mark.functional
 NS = "redis_syndic"
@@ -108,9 +108,9 @@ def test_dc_user_reads_jobs_and_writes_its_uplink_but_cannot_add_jobs(acl_redis,
 
 def test_estate_loops_run_as_the_restricted_users(acl_redis, tmp_path):
     """The DC writes only its own estate records; the MoM reads them and may ask for a resync."""
-    from salt_redis_syndic.dckeys import DcKeyring
-    from salt_redis_syndic.estate import DcEstate, MomEstate
-    from salt_redis_syndic.estate_report import minions_view
+    from salt_redis_syndic.estate.loops import DcEstate, MomEstate
+    from salt_redis_syndic.ops.estate_report import minions_view
+    from salt_redis_syndic.security.dckeys import DcKeyring
 
     keys = Keys(NS)
     pki = tmp_path / "pki"

@@ -13,17 +13,17 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from salt_redis_syndic.config import load_settings
-from salt_redis_syndic.dckeys import DcKeyring, dc_keys_dir
-from salt_redis_syndic.deadletter import DeadLetters
-from salt_redis_syndic.envelope import seal
-from salt_redis_syndic.estate import DcEstate, MomEstate
-from salt_redis_syndic.estate_records import encode_delta
-from salt_redis_syndic.estate_report import drift_view, minions_view
-from salt_redis_syndic.roster import Delta, Entry
+from salt_redis_syndic.config import dc_keys_dir, load_settings
+from salt_redis_syndic.estate.loops import DcEstate, MomEstate
+from salt_redis_syndic.estate.records import encode_delta
+from salt_redis_syndic.estate.roster import Delta, Entry
+from salt_redis_syndic.ops.estate_report import drift_view, minions_view
 from salt_redis_syndic.runtime import Counters
-from salt_redis_syndic.signing import Signer
+from salt_redis_syndic.security.dckeys import DcKeyring
+from salt_redis_syndic.security.signing import Signer
+from salt_redis_syndic.state.deadletter import DeadLetters
 from salt_redis_syndic.transport.keys import Keys
+from salt_redis_syndic.wire.envelope import seal
 
 pytestmark = pytest.mark.functional
 MOM_PUB = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n"
@@ -199,7 +199,7 @@ def test_drift_names_the_file_then_clears(estate: Estate, redis_server) -> None:
 def test_between_full_scans_only_heard_minions_are_looked_at(estate: Estate, redis_server) -> None:
     import os
 
-    from salt_redis_syndic.estate import FULL_SCAN_EVERY
+    from salt_redis_syndic.estate.loops import FULL_SCAN_EVERY
 
     client = redis_server.client()
     estate.step(client)
@@ -218,7 +218,7 @@ def test_between_full_scans_only_heard_minions_are_looked_at(estate: Estate, red
 
 
 def test_bad_heads_are_reported_once_and_unaccepted_dcs_quietly_ignored(estate: Estate, redis_server) -> None:
-    from salt_redis_syndic.estate_records import EstateHead
+    from salt_redis_syndic.estate.records import EstateHead
 
     client = redis_server.client()
     keys = Keys("redis_syndic")

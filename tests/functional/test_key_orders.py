@@ -17,12 +17,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from salt_redis_syndic.config import load_settings
-from salt_redis_syndic.deadletter import DeadLetters
 from salt_redis_syndic.errors import ConfigError
-from salt_redis_syndic.estate import DcEstate
-from salt_redis_syndic.keycmd import make_command, send, sign_command
-from salt_redis_syndic.roster import scan_pki
-from salt_redis_syndic.signing import Signer, write_private_key
+from salt_redis_syndic.estate.keycmd import make_command, send, sign_command
+from salt_redis_syndic.estate.loops import DcEstate
+from salt_redis_syndic.estate.roster import scan_pki
+from salt_redis_syndic.security.signing import Signer, write_private_key
+from salt_redis_syndic.state.deadletter import DeadLetters
 from salt_redis_syndic.transport.keys import Keys
 
 pytestmark = pytest.mark.functional
@@ -90,7 +90,7 @@ def test_forged_foreign_expired_and_glob_orders_are_refused(world, redis_server)
     forger = Signer(Ed25519PrivateKey.generate())
     client.xadd(stream, sign_command(make_command("east", "east-other", "accept", "mom", "mallory"), forger))
     mom_signer_path = mom.signing_key
-    from salt_redis_syndic.signing import load_or_create_signer
+    from salt_redis_syndic.security.signing import load_or_create_signer
 
     signer = load_or_create_signer(mom_signer_path, create=False)
     client.xadd(stream, sign_command(make_command("west", "east-other", "accept", "mom", "bob"), signer))

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from salt_redis_syndic.lab import Lab, lab_processes
+from lab import Lab, lab_processes
 
 pytestmark = [pytest.mark.functional, pytest.mark.integration]
 

@@ -17,8 +17,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from salt_redis_syndic.lab import RedisServer
-from salt_redis_syndic.netproxy import Proxy
+from lab import RedisServer
+from lab.netproxy import Proxy
 
 pytestmark = pytest.mark.functional
 

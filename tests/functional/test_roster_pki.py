@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from salt_redis_syndic.roster import scan_pki
+from salt_redis_syndic.estate.roster import scan_pki
 
 pytestmark = pytest.mark.functional
 

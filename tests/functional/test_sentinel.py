@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from lab import find_script, free_tcp_port
 from salt_redis_syndic.config import ConfigError, load_settings
-from salt_redis_syndic.lab import find_script, free_tcp_port
 from salt_redis_syndic.transport.connection import TRANSIENT, make_client
 from salt_redis_syndic.transport.sentinel import parse_sentinel_url
 from salt_redis_syndic.transport.stream import JobStream
@@ -86,7 +86,10 @@ def test_sentinel_over_tls(redis_server_factory, tmp_path):
 
     from cryptography import x509
     from cryptography.x509.oid import ExtendedKeyUsageOID
-    from test_tls import issue, make_ca  # the CA helpers of the TLS tests (same directory)
+    from test_tls import (  # the CA helpers of the TLS tests (same directory)
+        issue,
+        make_ca,
+    )
 
     ca = make_ca(tmp_path, "ca")
     issue(tmp_path, "server", ca, [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))], ExtendedKeyUsageOID.SERVER_AUTH)

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from lab import free_tcp_port
 from salt_redis_syndic.config import load_settings
-from salt_redis_syndic.lab import free_tcp_port
 from salt_redis_syndic.transport.connection import make_client
 from salt_redis_syndic.transport.stream import JobStream
 

@@ -12,19 +12,26 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from salt_redis_syndic.config import load_settings
-from salt_redis_syndic.deadletter import DeadLetters
-from salt_redis_syndic.dckeys import DcKeyring
-from salt_redis_syndic.envelope import decode_batch, decode_job, decode_status, encode_job, make_job, unseal
-from salt_redis_syndic.ledger import DcLedger, MomLedger
-from salt_redis_syndic.mom import Collector
+from salt_redis_syndic.returns.collector import Collector
+from salt_redis_syndic.returns.shipper import Shipper
 from salt_redis_syndic.runtime import Counters
-from salt_redis_syndic.signing import Signer, Verifier
-from salt_redis_syndic.spool import Spool
+from salt_redis_syndic.security.dckeys import DcKeyring
+from salt_redis_syndic.security.signing import Signer, Verifier
+from salt_redis_syndic.state.deadletter import DeadLetters
+from salt_redis_syndic.state.ledger import DcLedger, MomLedger
+from salt_redis_syndic.state.spool import Spool
 from salt_redis_syndic.transport.connection import TRANSIENT, make_client
 from salt_redis_syndic.transport.keys import Keys
 from salt_redis_syndic.transport.queue import UplinkQueue
 from salt_redis_syndic.transport.stream import JobStream, id_millis
-from salt_redis_syndic.uplink import Shipper
+from salt_redis_syndic.wire.envelope import (
+    decode_batch,
+    decode_job,
+    decode_status,
+    encode_job,
+    make_job,
+    unseal,
+)
 
 pytestmark = pytest.mark.functional
 

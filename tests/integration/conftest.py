@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from salt_redis_syndic.lab import Lab
+from lab import Lab
 
 LOG_TAIL_LINES = 60
 

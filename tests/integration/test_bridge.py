@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from salt_redis_syndic.envelope import encode_job, make_job
-from salt_redis_syndic.lab import Lab, parse_json_output, wait_until as wait_for
-from salt_redis_syndic.signing import load_or_create_signer
+from lab import Lab, parse_json_output
+from lab import wait_until as wait_for
+from salt_redis_syndic.security.signing import load_or_create_signer
+from salt_redis_syndic.wire.envelope import encode_job, make_job
 
 pytestmark = pytest.mark.integration
 

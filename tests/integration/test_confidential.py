@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from salt_redis_syndic.confidential import generate_key_text
-from salt_redis_syndic.lab import Lab, parse_json_output
+from lab import Lab, parse_json_output
+from salt_redis_syndic.security.confidential import generate_key_text
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import pytest
 
-from salt_redis_syndic.lab import Lab, find_script, parse_json_documents, wait_until
+from lab import Lab, find_script, parse_json_documents, wait_until
 
 pytestmark = pytest.mark.integration
 

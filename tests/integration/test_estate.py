@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from salt_redis_syndic.lab import Lab, find_script, wait_until
+from lab import Lab, find_script, wait_until
 
 pytestmark = pytest.mark.integration
 

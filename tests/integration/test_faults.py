@@ -15,7 +15,8 @@ from typing import Any
 import psutil
 import pytest
 
-from salt_redis_syndic.lab import Lab, parse_json_output, wait_until as wait_for
+from lab import Lab, parse_json_output
+from lab import wait_until as wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ machine: ``pip.install: False`` (no reinstall), ``restart_master: False`` or a h
 checked rendered (``state.show_sls``) instead of run.
 
 The generated ``master.d/redis_syndic.conf`` is then checked against what the lab
-(:mod:`salt_redis_syndic.lab`) writes for a working bridge, and finally used to start a real
+(:mod:`lab`) writes for a working bridge, and finally used to start a real
 MoM and DC master: the MoM engine comes up, the DC shows alive in ``redis_syndic.status``,
 and a job goes through.
 """
@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 import yaml
 
-from salt_redis_syndic.lab import (
+from lab import (
     Lab,
     LabError,
     find_script,
@@ -370,7 +370,7 @@ def test_second_run_changes_nothing_and_clean_removes(applied: dict[str, Applied
 def test_pillar_example_renders_a_mom_and_a_dc(tmp_path: Path) -> None:
     """pillar.example (role switch by minion id, TLS, PEM trusted key) gives valid configs."""
     from salt_redis_syndic.config import load_settings
-    from salt_redis_syndic.signing import Verifier
+    from salt_redis_syndic.security.signing import Verifier
 
     example = (REPO / "pillar.example").read_text()
     roots = {

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from salt_redis_syndic.lab import Lab, wait_until
+from lab import Lab, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,16 @@ import pytest
 import salt.utils.jid
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from salt_redis_syndic.envelope import encode_batch, encode_job, make_job, pack, seal
-from salt_redis_syndic.lab import Lab, parse_json_output, wait_until as wait_for
-from salt_redis_syndic.signing import Signer, load_or_create_signer
+from lab import Lab, parse_json_output
+from lab import wait_until as wait_for
+from salt_redis_syndic.security.signing import Signer, load_or_create_signer
+from salt_redis_syndic.wire.envelope import (
+    encode_batch,
+    encode_job,
+    make_job,
+    pack,
+    seal,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,9 @@ import time
 
 import pytest
 
-from salt_redis_syndic.lab import Lab, parse_json_output, wait_until as wait_for
-from salt_redis_syndic.signing import load_or_create_signer
+from lab import Lab, parse_json_output
+from lab import wait_until as wait_for
+from salt_redis_syndic.security.signing import load_or_create_signer
 
 pytestmark = pytest.mark.integration
 

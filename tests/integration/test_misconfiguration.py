@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from salt_redis_syndic.lab import Lab
+from lab import Lab
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from salt_redis_syndic.lab import Lab, free_tcp_port, wait_until as wait_for
+from lab import Lab, free_tcp_port
+from lab import wait_until as wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ from datetime import datetime
 import psutil
 import pytest
 
-from salt_redis_syndic.lab import Lab, wait_until
+from lab import Lab, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ def engine_processes(lab: Lab, master: str) -> list[psutil.Process]:
 
 
 def acked_by_all(lab: Lab, jid: str, dcs: tuple[str, ...]) -> bool:
-    from salt_redis_syndic.lab import parse_json_output
+    from lab import parse_json_output
 
     report = parse_json_output(lab.salt_run("redis_syndic.job", jid, "--out=json").stdout)
     return all(report.get(dc, {}).get("acknowledged") for dc in dcs)

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from salt_redis_syndic.lab import Lab, wait_until
+from lab import Lab, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from typing import Iterator
 import msgpack
 import pytest
 
-from salt_redis_syndic.lab import Lab, parse_json_documents, wait_until
+from lab import Lab, parse_json_documents, wait_until
 
 pytestmark = pytest.mark.integration
 

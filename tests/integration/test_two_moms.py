@@ -16,7 +16,12 @@ from typing import Iterator
 
 import pytest
 
-from salt_redis_syndic.lab import Lab, parse_json_documents, parse_json_output, wait_until
+from lab import (
+    Lab,
+    parse_json_documents,
+    parse_json_output,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from salt_redis_syndic.completeness import Abandon, Announce, Overdue, ReleaseBarrier, Store
+from salt_redis_syndic.returns.barrier import (
+    Abandon,
+    Announce,
+    Overdue,
+    ReleaseBarrier,
+    Store,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from salt_redis_syndic.config import KNOWN_OPTIONS, RedisSettings, load_settings, redact_url
+from salt_redis_syndic.config import (
+    KNOWN_OPTIONS,
+    RedisSettings,
+    load_settings,
+    redact_url,
+)
 from salt_redis_syndic.errors import ConfigError
 
 pytestmark = pytest.mark.unit

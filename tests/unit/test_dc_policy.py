@@ -9,15 +9,21 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from salt_redis_syndic.config import Settings, load_settings
-from salt_redis_syndic.dc import JobConsumer
-from salt_redis_syndic.deadletter import DeadLetters
-from salt_redis_syndic.envelope import Ack, decode_batch, encode_batch, encode_job, make_job
 from salt_redis_syndic.errors import ConfigError
-from salt_redis_syndic.ledger import DcLedger
-from salt_redis_syndic.policy import Policy
+from salt_redis_syndic.jobs.consumer import JobConsumer
 from salt_redis_syndic.runtime import Counters
-from salt_redis_syndic.signing import Signer
-from salt_redis_syndic.spool import Spool
+from salt_redis_syndic.security.policy import Policy
+from salt_redis_syndic.security.signing import Signer
+from salt_redis_syndic.state.deadletter import DeadLetters
+from salt_redis_syndic.state.ledger import DcLedger
+from salt_redis_syndic.state.spool import Spool
+from salt_redis_syndic.wire.envelope import (
+    Ack,
+    decode_batch,
+    encode_batch,
+    encode_job,
+    make_job,
+)
 
 pytestmark = pytest.mark.unit
 

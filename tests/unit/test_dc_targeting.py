@@ -10,18 +10,28 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from salt_redis_syndic.config import load_settings
-from salt_redis_syndic.confidential import PayloadKey
-from salt_redis_syndic.dc import JobConsumer
-from salt_redis_syndic.dckeys import DcKeyring
-from salt_redis_syndic.deadletter import DeadLetters
-from salt_redis_syndic.envelope import VERSION, Ack, decode_job, encode_batch, encode_job, make_job, pack, seal
 from salt_redis_syndic.errors import RejectedEntry
-from salt_redis_syndic.ledger import DcLedger, MomLedger
-from salt_redis_syndic.mom import Collector, JobPublisher
+from salt_redis_syndic.jobs.consumer import JobConsumer
+from salt_redis_syndic.jobs.publisher import JobPublisher
+from salt_redis_syndic.jobs.targeting import BadTarget, dcs_from_load, is_relayed
+from salt_redis_syndic.returns.collector import Collector
 from salt_redis_syndic.runtime import Counters
-from salt_redis_syndic.signing import Signer, Verifier
-from salt_redis_syndic.spool import Spool
-from salt_redis_syndic.targeting import BadTarget, dcs_from_load, is_relayed
+from salt_redis_syndic.security.confidential import PayloadKey
+from salt_redis_syndic.security.dckeys import DcKeyring
+from salt_redis_syndic.security.signing import Signer, Verifier
+from salt_redis_syndic.state.deadletter import DeadLetters
+from salt_redis_syndic.state.ledger import DcLedger, MomLedger
+from salt_redis_syndic.state.spool import Spool
+from salt_redis_syndic.wire.envelope import (
+    VERSION,
+    Ack,
+    decode_job,
+    encode_batch,
+    encode_job,
+    make_job,
+    pack,
+    seal,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from salt_redis_syndic.dckeys import DcKeyring, read_status
-from salt_redis_syndic.envelope import DcStatus, seal
 from salt_redis_syndic.errors import ConfigError, RejectedEntry
-from salt_redis_syndic.signing import Signer
+from salt_redis_syndic.security.dckeys import DcKeyring
+from salt_redis_syndic.security.signing import Signer
+from salt_redis_syndic.wire.envelope import DcStatus, seal
+from salt_redis_syndic.wire.status import read_status
 
 pytestmark = pytest.mark.unit
 

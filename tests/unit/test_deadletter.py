@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from salt_redis_syndic.deadletter import DeadLetters
+from salt_redis_syndic.state.deadletter import DeadLetters
 
 pytestmark = pytest.mark.unit
 

@@ -7,8 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from salt_redis_syndic import drift
-from salt_redis_syndic.drift import Fingerprinter, compare, digests, drift_report, in_sync
+from salt_redis_syndic.estate import drift
+from salt_redis_syndic.estate.drift import (
+    Fingerprinter,
+    compare,
+    digests,
+    drift_report,
+    in_sync,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from salt_redis_syndic.envelope import (
+from salt_redis_syndic.errors import RejectedEntry
+from salt_redis_syndic.security.signing import Signer, Verifier
+from salt_redis_syndic.wire.envelope import (
     LOAD_FIELDS,
     VERSION,
     Ack,
@@ -26,8 +28,6 @@ from salt_redis_syndic.envelope import (
     make_job,
     pack,
 )
-from salt_redis_syndic.errors import RejectedEntry
-from salt_redis_syndic.signing import Signer, Verifier
 
 pytestmark = pytest.mark.unit
 

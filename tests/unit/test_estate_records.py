@@ -7,13 +7,22 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from salt_redis_syndic.dckeys import DcKeyring
-from salt_redis_syndic.envelope import pack, seal
 from salt_redis_syndic.errors import RejectedEntry
-from salt_redis_syndic.estate_records import (EstateHead, FileSet, RosterSnapshot, decode_delta, decode_fileset,
-                                              decode_head, decode_snapshot, encode_delta, read_record)
-from salt_redis_syndic.roster import Delta, Entry
-from salt_redis_syndic.signing import Signer
+from salt_redis_syndic.estate.records import (
+    EstateHead,
+    FileSet,
+    RosterSnapshot,
+    decode_delta,
+    decode_fileset,
+    decode_head,
+    decode_snapshot,
+    encode_delta,
+    read_record,
+)
+from salt_redis_syndic.estate.roster import Delta, Entry
+from salt_redis_syndic.security.dckeys import DcKeyring
+from salt_redis_syndic.security.signing import Signer
+from salt_redis_syndic.wire.envelope import pack, seal
 
 pytestmark = pytest.mark.unit
 EPOCH = "0123456789abcdef"

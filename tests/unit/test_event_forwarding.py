@@ -9,17 +9,23 @@ import threading
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from salt_redis_syndic.config import load_settings
-from salt_redis_syndic.dckeys import DcKeyring
-from salt_redis_syndic.deadletter import DeadLetters
-from salt_redis_syndic.envelope import Event, decode_batch, encode_batch, seal
+from salt_redis_syndic.config import destinations, load_settings
 from salt_redis_syndic.errors import ConfigError
-from salt_redis_syndic.forwarding import EventBudget, EventForwarder, may_fire_original, unfiltered_globs, up_tag
-from salt_redis_syndic.ledger import MomLedger
-from salt_redis_syndic.mom import Collector
+from salt_redis_syndic.events.forwarding import (
+    EventBudget,
+    EventForwarder,
+    may_fire_original,
+    unfiltered_globs,
+    up_tag,
+)
+from salt_redis_syndic.returns.collector import Collector
+from salt_redis_syndic.returns.shipper import returns_to_spool
 from salt_redis_syndic.runtime import Counters
-from salt_redis_syndic.signing import Signer
-from salt_redis_syndic.uplink import destinations, returns_to_spool
+from salt_redis_syndic.security.dckeys import DcKeyring
+from salt_redis_syndic.security.signing import Signer
+from salt_redis_syndic.state.deadletter import DeadLetters
+from salt_redis_syndic.state.ledger import MomLedger
+from salt_redis_syndic.wire.envelope import Event, decode_batch, encode_batch, seal
 
 pytestmark = pytest.mark.unit
 

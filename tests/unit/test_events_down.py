@@ -9,15 +9,21 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from salt_redis_syndic.config import load_settings
-from salt_redis_syndic.dc import JobConsumer
-from salt_redis_syndic.deadletter import DeadLetters
-from salt_redis_syndic.envelope import EventsEnvelope, decode_entry, decode_job, encode_events, pack
 from salt_redis_syndic.errors import RejectedEntry
-from salt_redis_syndic.forwarding import DownForwarder, EventForwarder
-from salt_redis_syndic.ledger import DcLedger
+from salt_redis_syndic.events.forwarding import DownForwarder, EventForwarder
+from salt_redis_syndic.jobs.consumer import JobConsumer
 from salt_redis_syndic.runtime import Counters
-from salt_redis_syndic.signing import Signer, Verifier
-from salt_redis_syndic.spool import Spool
+from salt_redis_syndic.security.signing import Signer, Verifier
+from salt_redis_syndic.state.deadletter import DeadLetters
+from salt_redis_syndic.state.ledger import DcLedger
+from salt_redis_syndic.state.spool import Spool
+from salt_redis_syndic.wire.envelope import (
+    EventsEnvelope,
+    decode_entry,
+    decode_job,
+    encode_events,
+    pack,
+)
 
 pytestmark = pytest.mark.unit
 

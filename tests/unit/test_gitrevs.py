@@ -17,11 +17,17 @@ from typing import Any
 
 import pytest
 
-from salt_redis_syndic import gitrevs
-from salt_redis_syndic.drift import Fingerprinter, compared_digests, digests, drift_report, in_sync
 from salt_redis_syndic.errors import RejectedEntry
-from salt_redis_syndic.estate_records import FileSet, decode_fileset
-from salt_redis_syndic.gitrevs import NOT_CLONED, GitRevisions
+from salt_redis_syndic.estate import gitrevs
+from salt_redis_syndic.estate.drift import (
+    Fingerprinter,
+    compared_digests,
+    digests,
+    drift_report,
+    in_sync,
+)
+from salt_redis_syndic.estate.gitrevs import NOT_CLONED, GitRevisions
+from salt_redis_syndic.estate.records import FileSet, decode_fileset
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from salt_redis_syndic.ledger import DcLedger, JobRecord, MomLedger
+from salt_redis_syndic.state.ledger import DcLedger, JobRecord, MomLedger
 
 pytestmark = pytest.mark.unit
 

@@ -12,19 +12,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from salt_redis_syndic.dckeys import DcKeyring
-from salt_redis_syndic.envelope import seal
-from salt_redis_syndic.signing import Signer
+from lab import free_tcp_port
 from salt_redis_syndic.config import KNOWN_OPTIONS, load_settings
-from salt_redis_syndic.envelope import DcStatus, decode_status, pack
 from salt_redis_syndic.errors import ConfigError
-from salt_redis_syndic.lab import free_tcp_port
-from salt_redis_syndic.metrics import COUNTERS, MetricsCollector, serve
-from salt_redis_syndic.mom import Collector
-from salt_redis_syndic.ledger import DcLedger, MomLedger
+from salt_redis_syndic.ops.metrics import COUNTERS, MetricsCollector, serve
+from salt_redis_syndic.returns.collector import Collector
+from salt_redis_syndic.returns.shipper import Shipper, SpoolWatch
 from salt_redis_syndic.runtime import Counters, Gauges
-from salt_redis_syndic.spool import Spool
-from salt_redis_syndic.uplink import Shipper, SpoolWatch
+from salt_redis_syndic.security.dckeys import DcKeyring
+from salt_redis_syndic.security.signing import Signer
+from salt_redis_syndic.state.ledger import DcLedger, MomLedger
+from salt_redis_syndic.state.spool import Spool
+from salt_redis_syndic.wire.envelope import DcStatus, decode_status, pack, seal
 
 pytestmark = pytest.mark.unit
 

@@ -9,17 +9,16 @@ import time
 
 import msgpack
 import pytest
-
-from salt_redis_syndic.config import load_settings
-from salt_redis_syndic.deadletter import DeadLetters
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from salt_redis_syndic.dckeys import DcKeyring
-from salt_redis_syndic.envelope import Ack, Return, encode_batch, seal
-from salt_redis_syndic.ledger import MomLedger
-from salt_redis_syndic.mom import Collector
+from salt_redis_syndic.config import load_settings
+from salt_redis_syndic.returns.collector import Collector
 from salt_redis_syndic.runtime import Counters
-from salt_redis_syndic.signing import Signer
+from salt_redis_syndic.security.dckeys import DcKeyring
+from salt_redis_syndic.security.signing import Signer
+from salt_redis_syndic.state.deadletter import DeadLetters
+from salt_redis_syndic.state.ledger import MomLedger
+from salt_redis_syndic.wire.envelope import Ack, Return, encode_batch, seal
 
 pytestmark = pytest.mark.unit
 

@@ -6,12 +6,18 @@ import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from salt_redis_syndic.confidential import (batch_aad, generate_key_text, is_wrapped, load_payload_key, unwrap,
-                                            wrap)
 from salt_redis_syndic.config import load_settings
-from salt_redis_syndic.envelope import decode_job, encode_job, make_job
 from salt_redis_syndic.errors import ConfigError, RejectedEntry
-from salt_redis_syndic.signing import Signer, Verifier
+from salt_redis_syndic.security.confidential import (
+    batch_aad,
+    generate_key_text,
+    is_wrapped,
+    load_payload_key,
+    unwrap,
+    wrap,
+)
+from salt_redis_syndic.security.signing import Signer, Verifier
+from salt_redis_syndic.wire.envelope import decode_job, encode_job, make_job
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from salt_redis_syndic.presence import publish_connections, wait_for_subscribers
+from salt_redis_syndic.jobs.presence import publish_connections, wait_for_subscribers
 
 pytestmark = pytest.mark.unit
 

@@ -9,16 +9,22 @@ import threading
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from salt_redis_syndic.completeness import Announce, ReleaseBarrier, Released, Store
 from salt_redis_syndic.config import load_settings
-from salt_redis_syndic.dckeys import DcKeyring
-from salt_redis_syndic.deadletter import DeadLetters
-from salt_redis_syndic.envelope import Ack, Return, decode_batch, encode_batch, seal
-from salt_redis_syndic.ledger import MomLedger
-from salt_redis_syndic.mom import Collector
-from salt_redis_syndic.relay import ack_extensions
+from salt_redis_syndic.returns.barrier import Announce, ReleaseBarrier, Released, Store
+from salt_redis_syndic.returns.collector import Collector
+from salt_redis_syndic.returns.relay import ack_extensions
 from salt_redis_syndic.runtime import Counters
-from salt_redis_syndic.signing import Signer
+from salt_redis_syndic.security.dckeys import DcKeyring
+from salt_redis_syndic.security.signing import Signer
+from salt_redis_syndic.state.deadletter import DeadLetters
+from salt_redis_syndic.state.ledger import MomLedger
+from salt_redis_syndic.wire.envelope import (
+    Ack,
+    Return,
+    decode_batch,
+    encode_batch,
+    seal,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from salt_redis_syndic.roster import Delta, Entry, RosterSource, RosterView, SeenClock, counts, digest, scan_pki
+from salt_redis_syndic.estate.roster import (
+    Delta,
+    Entry,
+    RosterSource,
+    RosterView,
+    SeenClock,
+    counts,
+    digest,
+    scan_pki,
+)
 
 pytestmark = pytest.mark.unit
 

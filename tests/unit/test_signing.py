@@ -12,7 +12,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
 
 from salt_redis_syndic.errors import ConfigError, RejectedEntry
-from salt_redis_syndic.signing import Signer, Verifier, key_id, load_or_create_signer, public_pem, write_private_key
+from salt_redis_syndic.security.signing import (
+    Signer,
+    Verifier,
+    key_id,
+    load_or_create_signer,
+    public_pem,
+    write_private_key,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -8,9 +8,9 @@ import stat
 import msgpack
 import pytest
 
-from salt_redis_syndic import spool as spool_mod
 from salt_redis_syndic.errors import SpoolError
-from salt_redis_syndic.spool import Spool
+from salt_redis_syndic.state import spool as spool_mod
+from salt_redis_syndic.state.spool import Spool
 
 pytestmark = pytest.mark.unit
 

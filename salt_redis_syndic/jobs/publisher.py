@@ -1,0 +1,218 @@
+"""MoM publish side: every ``salt/job/<jid>/publish`` event on the MoM bus -> a signed job stream entry.
+
+The event carries the full minion-bound load; it is wrapped in a versioned envelope with the MoM
+id, issue time and expiry, signed, recorded in the outbox (MoM ledger) and appended to the job
+stream.  At start it appends what a previous run recorded but never sent, and recovers jobs
+published while the engine was not running from the job cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+from typing import Any, Mapping, Protocol
+
+from ..config import Settings
+from ..errors import RejectedEntry
+from ..events.forwarding import DownForwarder
+from ..runtime import Backoff, Counters, RateLimitedLog
+from ..security.confidential import payload_keys
+from ..security.signing import Signer
+from ..state.ledger import MomLedger
+from ..transport.connection import TRANSIENT, describe_error, make_client
+from ..transport.keys import Keys
+from ..transport.stream import JobStream
+from ..wire.envelope import (
+    JobEnvelope,
+    encode_events,
+    encode_job,
+    make_job,
+    pack,
+    unpack,
+)
+from .targeting import BadTarget, dcs_from_load, is_relayed
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TAG = re.compile(r"^salt/job/(\d{20}[0-9A-Za-z_]*)/publish$")
+
+
+class Bus(Protocol):
+    def get(self, wait: float) -> tuple[str, dict[str, Any]] | None: ...
+    def fire(self, data: Mapping[str, Any], tag: str) -> bool: ...
+
+
+
+
+# Users whose jobs carry no auth_list (the master's own key): the only ones safe to replay from
+# the saved load, which does not keep the auth_list a DC master re-checks.
+_REPLAYABLE_USERS = ("root",)
+
+
+class JobPublisher:
+    """The ``publish`` loop: MoM event bus -> signed entries on the job stream."""
+
+    def __init__(self, settings: Settings, bus: Bus, signer: Signer, published: "queue.Queue[tuple[Any, ...]]",
+                 counters: Counters, stop: threading.Event, *, ledger: MomLedger,
+                 recent_loads: Any = None, master_user: str = "root") -> None:
+        self.ledger = ledger
+        self.recent_loads = recent_loads
+        self.replayable_users = {*_REPLAYABLE_USERS, master_user}
+        self.settings = settings
+        self.bus = bus
+        self.signer = signer
+        self.payload_keys = payload_keys(settings.dc_payload_keys, "dc_payload_keys")
+        self.published = published
+        self.counters = counters
+        self.stop = stop
+        self.keys = Keys(settings.namespace)
+        self._rl = RateLimitedLog(log)
+        self.down = DownForwarder(settings)
+
+    def job_from_event(self, tag: str, data: Mapping[str, Any]) -> JobEnvelope | None:
+        match = PUBLISH_TAG.match(tag)
+        if not match or not isinstance(data, Mapping) or "fun" not in data or "tgt" not in data:
+            return None
+        load = dict(data)
+        load["jid"] = match.group(1)
+        return self.envelope(load)
+
+    def envelope(self, load: dict[str, Any], now: float | None = None) -> JobEnvelope | None:
+        """The job for ``load``, addressed to the DCs its metadata names (None: refused, reported)."""
+        try:
+            dcs = None if is_relayed(load, self.settings.master_id) else dcs_from_load(load)
+        except BadTarget as err:
+            # Fail closed: a job meant for some DCs must never be widened to all of them.
+            log.error("redis_syndic: job %s (%s) not sent to any DC: %s", load["jid"], load.get("fun"), err)
+            self.counters.inc("jobs_bad_target")
+            self.bus.fire({"jid": load["jid"], "reason": str(err)}, f"redis_syndic/job/{load['jid']}/bad_target")
+            return None
+        return make_job(load, origin=self.settings.master_id, ttl=self.settings.job_ttl, now=now, dcs=dcs)
+
+    def recover(self) -> list[tuple[JobEnvelope, dict[str, bytes]]]:
+        """What a previous run left: outbox entries never appended, and jobs it never saw.
+
+        A job published while the engine was not running (killed, restarting) is only in the
+        job cache.  It is replayed from the saved load when it is younger than ``job_ttl`` and
+        than the bridge itself, and its user is the master's own (the saved load lacks the
+        ``auth_list`` a DC master re-checks for other users: those are reported, not run).
+        """
+        out: list[tuple[JobEnvelope, dict[str, bytes]]] = []
+        for jid, packed, expires_at in self.ledger.unsent():
+            fields = unpack_fields(packed)
+            if fields is not None and expires_at > time.time():
+                log.warning("redis_syndic: job %s was recorded but maybe never appended before a restart; appending it", jid)
+                out.append((JobEnvelope(jid=jid, load={}, origin=self.settings.master_id, issued_at=0.0,
+                                        expires_at=expires_at, dcs=entry_dcs(fields)), fields))
+        if self.recent_loads is None:
+            return out
+        now = time.time()
+        try:
+            loads = self.recent_loads(max(now - self.settings.job_ttl, self.ledger.created_at()))
+        except Exception as err:  # a recovery scan must never stop the publisher
+            log.error("redis_syndic: cannot scan the job cache for jobs published while the engine was down: %s", err)
+            return out
+        known = self.ledger.in_outbox([jid for jid, _, _ in loads]) | {job.jid for job, _ in out}
+        for jid, at, saved in loads:
+            if jid in known or "tgt" not in saved or "fun" not in saved or str(saved.get("fun", "")).startswith(("runner.", "wheel.")):
+                continue
+            user = str(saved.get("user", ""))
+            if user not in self.replayable_users:
+                log.error("redis_syndic: job %s (%s by %s) was published while the engine was down and is NOT sent "
+                          "to the DCs: its authorization list was not saved; run it again", jid, saved.get("fun"), user)
+                self.counters.inc("jobs_unrecoverable")
+                self.bus.fire({"jid": jid, "fun": saved.get("fun"), "user": user}, f"redis_syndic/job/{jid}/unrecoverable")
+                continue
+            job = self.envelope(publish_load(jid, saved), now=at)
+            if job is None:
+                continue
+            log.warning("redis_syndic: job %s (%s) was published while the engine was down; sending it to the DCs now",
+                        jid, saved.get("fun"))
+            self.counters.inc("jobs_recovered")
+            fields = encode_job(job, self.signer, self.payload_keys)
+            self.ledger.add_outbox([(jid, pack(fields), job.expires_at)])
+            out.append((job, fields))
+        return out
+
+    def run(self) -> None:
+        client = make_client(self.settings.redis)
+        stream = JobStream(client, self.keys.jobs, self.settings.stream_maxlen)
+        pending: list[tuple[JobEnvelope, dict[str, bytes]]] = self.recover()
+        recorded = len(pending)
+        backoff = Backoff(base=0.1, cap=5.0)
+        while not self.stop.is_set():
+            event = self.bus.get(wait=0.0 if pending else 0.5)
+            while event is not None:  # drain what is already queued: one round trip for a burst
+                job = self.job_from_event(*event)
+                if job is not None:
+                    pending.append((job, encode_job(job, self.signer, self.payload_keys)))
+                else:
+                    self.down.offer(*event)
+                if len(pending) >= 200 or len(self.down.pending) >= 200:
+                    break
+                event = self.bus.get(wait=0.0)
+            if not pending and not self.down.pending:
+                continue
+            if recorded < len(pending):  # into the outbox before Redis: a crash now loses nothing
+                self.ledger.add_outbox([(job.jid, pack(fields), job.expires_at) for job, fields in pending[recorded:]])
+                recorded = len(pending)
+            try:
+                entries = [fields for _, fields in pending]
+                if self.down.pending:  # one signed entry for the events of this round (not kept: best effort)
+                    entries.append(encode_events(self.settings.master_id, self.down.pending, self.signer,
+                                                 self.settings.job_ttl))
+                ids = stream.append(entries)
+            except TRANSIENT as err:
+                self.counters.inc("reconnects")
+                self._rl.log(logging.WARNING, "xadd",
+                             "redis_syndic: cannot append %d job(s) to the stream at %s (%s); retrying",
+                             len(pending), self.settings.redis.safe_url, describe_error(err))
+                self.stop.wait(backoff.next())
+                continue
+            backoff.reset()
+            self.ledger.mark_sent([(job.jid, entry_id) for (job, _), entry_id in zip(pending, ids)])
+            for job, _ in pending:
+                log.info("redis_syndic: job %s (%s) sent to %s", job.jid, job.load.get("fun"),
+                         f"DC(s) {', '.join(job.dcs)}" if job.dcs is not None else "the DCs")
+                self.published.put((job.jid, job.expires_at, job.dcs))
+            self.counters.inc("jobs_forwarded", len(pending))
+            self.counters.inc("events_forwarded", len(self.down.pending))
+            pending, recorded = [], 0
+            self.down.pending = []
+
+
+def unpack_fields(packed: bytes) -> dict[str, bytes] | None:
+    """Stream entry fields as the outbox keeps them (our own writing; None if the file is damaged)."""
+    try:
+        fields = unpack(packed, 1 << 30)
+    except RejectedEntry:
+        return None
+    return fields if isinstance(fields, dict) else None
+
+
+def entry_dcs(fields: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The DCs an outbox entry (our own signed writing) is addressed to; None: every DC."""
+    try:
+        doc = unpack(fields["b"], 1 << 30)
+    except (KeyError, RejectedEntry):
+        return None
+    dcs = doc.get("dcs") if isinstance(doc, dict) else None
+    return tuple(dcs) if isinstance(dcs, list) else None
+
+
+def publish_load(jid: str, saved: Mapping[str, Any]) -> dict[str, Any]:
+    """The minion-bound load ``ClearFuncs._prep_pub`` builds from a saved (clear) load."""
+    load = {k: saved[k] for k in ("fun", "arg", "tgt", "tgt_type", "ret", "user", "to") if k in saved}
+    load["jid"] = jid
+    kwargs = saved.get("kwargs") if isinstance(saved.get("kwargs"), Mapping) else {}
+    for key in ("ret_config", "metadata", "module_executors", "executor_opts", "ret_kwargs"):
+        if key in kwargs:
+            load[key] = kwargs[key]
+    if kwargs.get("delimiter") not in (None, ":"):
+        load["delimiter"] = kwargs["delimiter"]
+    if kwargs.get("start_event"):
+        load["start_event"] = True
+    return load

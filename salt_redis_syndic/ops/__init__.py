@@ -1,0 +1,1 @@
+"""Operator views: DC status and job reports for the runner, estate reports, Prometheus metrics."""

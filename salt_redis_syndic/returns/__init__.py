@@ -1,0 +1,1 @@
+"""Returns going up: spool -> uplink shipper, MoM collector, release barrier, confirmations, relay acks."""

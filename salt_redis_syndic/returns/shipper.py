@@ -1,0 +1,348 @@
+"""DC -> MoM: the returner spools, the DC engine ships the spool to Redis in batches.
+
+``spool_returns`` runs inside Salt's EventReturn process: it only filters events and appends
+them to the local spool (bounded time, never raises).  ``Shipper`` runs in the DC engine: it
+reads spool files oldest first, fills in returns that were too big for the event bus from the
+job cache, packs many messages per Redis list item, pushes them per destination MoM in one
+round trip, and deletes the files only after Redis accepted them.  Each pushed batch is
+numbered and kept in the DC ledger until its MoM confirms it (:mod:`salt_redis_syndic.confirm`),
+so batches Redis loses are pushed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from typing import Any, Callable, Iterable, Mapping, Protocol
+
+from ..config import Settings, destinations
+from ..errors import RejectedEntry
+from ..runtime import Backoff, Counters, Gauges, RateLimitedLog
+from ..security.confidential import batch_aad, load_payload_key, wrap
+from ..security.signing import Signer, Verifier
+from ..state.deadletter import DeadLetters
+from ..state.ledger import DcLedger
+from ..state.spool import Spool, SpoolFile
+from ..transport.connection import TRANSIENT, describe_error, make_client
+from ..transport.keys import Keys
+from ..transport.stream import JobStream, id_millis
+from ..wire.envelope import DcStatus, encode_batch, is_trimmed, seal
+from .confirm import ResendPlanner, read_confirm
+
+log = logging.getLogger(__name__)
+
+RET_TAG = re.compile(r"^salt/job/(\d{20}[0-9A-Za-z_]*)/ret/([^/]+)$")
+TRIMMED_WAIT = 30.0  # seconds to wait for the job cache to hold a return trimmed on the bus
+
+
+def returns_to_spool(events: Iterable[Mapping[str, Any]], settings: Settings,
+                     origin_of: Callable[[str], str | None] = lambda jid: None) -> list[dict[str, Any]]:
+    """Uplink messages for the returns of bridged jobs among EventReturn ``events``.
+
+    A return belongs to a bridged job when the DC ledger knows its jid (``origin_of`` names
+    the MoM it came from; the DC engine records the jid before publishing it).  The
+    ``master_id`` Salt puts in a return is only a fallback: Salt drops it from jobs that ran
+    from the minion's state queue (``queue=True``).
+    """
+    out = []
+    for event in events:
+        match = RET_TAG.match(str(event.get("tag", "")))
+        data = event.get("data")
+        if not match or not isinstance(data, dict):
+            continue
+        jid, minion = match.groups()
+        mom = origin_of(jid) or data.get("master_id")
+        if not isinstance(mom, str) or not mom or mom == settings.master_id:
+            continue
+        load = {k: v for k, v in data.items() if k != "_stamp"}
+        for dest in destinations(settings, mom):
+            msg: dict[str, Any] = {"t": "ret", "jid": jid, "dc": settings.dc, "id": minion, "load": load,
+                                   "mom": dest, "spooled_at": time.time()}
+            if is_trimmed(data):
+                msg["trimmed"] = True
+            out.append(msg)
+    return out
+
+
+
+
+class ReturnLookup(Protocol):
+    def get_return(self, jid: str, minion: str) -> dict[str, Any] | None: ...
+
+
+class Bus(Protocol):
+    def fire(self, data: Mapping[str, Any], tag: str) -> bool: ...
+
+
+class SpoolWatch:
+    """Spool depth samples -> ``growing`` / ``drained`` transitions for operators.
+
+    ``growing`` when the depth is at or above ``threshold`` on two samples in a row (a file
+    caught between its write and its shipment is not an outage), at most once per
+    ``interval`` (a spool that keeps filling and draining does not flood the bus), then
+    ``drained`` once it is back to 0.  In between the spool counts as growing whatever its depth.
+    """
+
+    def __init__(self, threshold: int, interval: float = 60.0) -> None:
+        self.threshold = threshold
+        self.interval = interval
+        self.growing = False
+        self._last_growing = float("-inf")
+        self._above = False
+
+    def observe(self, depth: int, now: float) -> str | None:
+        if self.growing:
+            if depth == 0:
+                self.growing = False
+                return "drained"
+            return None
+        above = depth >= self.threshold
+        confirmed = above and self._above  # above on the previous sample too
+        self._above = above
+        if confirmed and now - self._last_growing >= self.interval:
+            self.growing = True
+            self._last_growing = now
+            return "growing"
+        return None
+
+
+class Shipper:
+    """The ``uplink`` loop of a DC engine: spool -> Redis, plus the heartbeat."""
+
+    def __init__(self, settings: Settings, spool: Spool, cache: ReturnLookup, counters: Counters,
+                 stop: threading.Event, wake: threading.Event, cursor: Callable[[], str],
+                 minion_count: Callable[[], int], version: str, gauges: Gauges | None = None,
+                 bus: Bus | None = None, *, signer: Signer, ledger: DcLedger,
+                 deadletters: DeadLetters | None = None) -> None:
+        assert settings.dc is not None
+        self.signer = signer
+        self.ledger = ledger
+        self.deadletters = deadletters
+        self.verifier = Verifier(settings.trusted_keys)
+        self.planner = ResendPlanner(settings.reconcile_interval)
+        self._next_reconcile = 0.0
+        self.payload_key = load_payload_key(settings.payload_key, "payload_key") if settings.payload_key else None
+        self.settings = settings
+        self.dc = settings.dc
+        self.spool = spool
+        self.cache = cache
+        self.counters = counters
+        self.stop = stop
+        self.wake = wake
+        self.cursor = cursor
+        self.minion_count = minion_count
+        self.version = version
+        self.keys = Keys(settings.namespace)
+        self.gauges = gauges or Gauges()
+        self.bus = bus
+        self.spool_watch = SpoolWatch(settings.spool_warn_depth)
+        self._rl = RateLimitedLog(log)
+        self._next_heartbeat = 0.0
+        self._next_watch = 0.0
+
+    def run(self) -> None:
+        client = make_client(self.settings.redis)
+        backoff = Backoff(base=0.2, cap=5.0)
+        while not self.stop.is_set():
+            self.watch_spool()  # also (above all) while Redis is unreachable
+            try:
+                if backoff.failing:
+                    client.ping()  # "works again" only once Redis really answers
+                shipped = self.ship_once(client)
+                self.heartbeat(client)
+                self.reconcile(client)
+                if backoff.failing:
+                    log.warning("redis_syndic: uplink to %s works again; spool draining", self.settings.redis.safe_url)
+                backoff.reset()
+            except TRANSIENT as err:
+                self.counters.inc("reconnects")
+                self._rl.log(logging.WARNING, "push",
+                             "redis_syndic: Redis at %s unreachable (%s); %d spool file(s) kept on disk, retrying",
+                             self.settings.redis.safe_url, describe_error(err), self.spool.depth())
+                self.stop.wait(backoff.next())
+                continue
+            if not shipped:
+                self.wake.wait(self.settings.spool_poll_interval)
+                self.wake.clear()
+
+    def ship_once(self, client: Any) -> int:
+        """Push one round of spool files; returns how many messages went out."""
+        files = self.spool.pending(limit=max(1, self.settings.batch_max_messages))
+        if not files:
+            return 0
+        taken: list[SpoolFile] = []
+        by_mom: dict[str, list[dict[str, Any]]] = {}
+        size = 0
+        count = 0
+        for item in files:
+            messages = self.spool.read(item)
+            if messages is None:
+                continue
+            if not self._complete(messages):
+                break  # a trimmed return not yet in the job cache: keep order, try again shortly
+            taken.append(item)
+            for msg in messages:
+                mom = msg.pop("mom", None)
+                msg.pop("spooled_at", None)
+                if not isinstance(mom, str) or not mom:
+                    log.error("redis_syndic: spool message without destination dropped: %.200r", msg)
+                    continue
+                by_mom.setdefault(mom, []).append(msg)
+                count += 1
+            size += item.size
+            if count >= self.settings.batch_max_messages or size >= self.settings.batch_max_bytes:
+                break
+        if by_mom:
+            sealed = [(mom, *self._seal(mom, messages)) for mom, messages in by_mom.items()]
+            pipe = client.pipeline(transaction=False)
+            for mom, _seq, raw in sealed:
+                pipe.lpush(self.keys.uplink(mom), raw)
+            pipe.execute()
+            self.ledger.record_sent(sealed)  # kept until the MoM confirms it has them
+        self.spool.remove(taken)
+        self.counters.inc("uplink_messages", count)
+        self.counters.inc("returns_forwarded", sum(1 for ms in by_mom.values() for m in ms if m.get("t") == "ret"))
+        self.counters.inc("events_forwarded", sum(1 for ms in by_mom.values() for m in ms if m.get("t") == "ev"))
+        return count
+
+    def _seal(self, mom: str, messages: list[dict[str, Any]]) -> tuple[int, bytes]:
+        """One numbered, signed (and optionally encrypted) uplink item for ``mom``."""
+        seq = self.ledger.next_seq(mom)
+        body = encode_batch(self.dc, messages, seq=seq)
+        if self.payload_key is not None:  # returns can carry secrets
+            body = wrap(self.payload_key, body, batch_aad(self.dc))
+        return seq, seal(body, self.signer)
+
+    def reconcile(self, client: Any) -> None:
+        """Read each MoM's confirmation; forget what it has, push again what Redis lost."""
+        now = time.time()
+        if now < self._next_reconcile:
+            return
+        self._next_reconcile = now + min(self.settings.heartbeat_interval, self.settings.reconcile_interval)
+        for mom in self.ledger.sent_moms():
+            raw = client.get(self.keys.confirm(mom, self.dc))
+            confirm = None
+            if raw is not None:
+                try:
+                    confirm = read_confirm(raw, self.verifier, mom, self.dc)
+                except RejectedEntry as rej:
+                    self._reject_confirm(mom, rej, raw)
+            plan = self.planner.plan(mom, self.ledger.unconfirmed(mom), confirm, now)
+            if plan.confirmed_upto:
+                self.ledger.confirm_sent(mom, plan.confirmed_upto)
+            items = self.ledger.sent_raw(mom, plan.resend)
+            if plan.probe:
+                seq, probe = self._seal(mom, [])
+                self.ledger.record_sent([(mom, seq, probe)])
+                items.append((seq, probe))
+            if not items:
+                continue
+            pipe = client.pipeline(transaction=False)
+            for _seq, item in items:
+                pipe.lpush(self.keys.uplink(mom), item)
+            pipe.execute()
+            self.ledger.touch_sent(mom, [seq for seq, _ in items])
+            if plan.resend:
+                self.counters.inc("batches_resent", len(plan.resend))
+                log.warning("redis_syndic: MoM %s never received uplink batch(es) %s of DC %s (lost in Redis); "
+                            "sent again", mom, _ranges(plan.resend), self.dc)
+                self._fire({"dc": self.dc, "mom": mom, "seqs": plan.resend}, f"redis_syndic/uplink/{self.dc}/resent")
+        dropped = self.ledger.expire_sent(now - self.settings.resend_window)
+        if dropped:
+            self.counters.inc("batches_unconfirmed_dropped", dropped)
+            log.error("redis_syndic: DC %s dropped its copies of %d uplink batch(es) no MoM confirmed within "
+                      "resend_window (%.0fs): if Redis lost them, their returns are lost", self.dc, dropped,
+                      self.settings.resend_window)
+            self._fire({"dc": self.dc, "batches": dropped}, f"redis_syndic/uplink/{self.dc}/dropped")
+
+    def _reject_confirm(self, mom: str, rej: RejectedEntry, raw: bytes) -> None:
+        self.counters.inc(f"rejected_{rej.reason}")
+        self._rl.log(logging.ERROR, f"confirm:{mom}", "redis_syndic: rejected the confirmation of MoM %s on DC %s: %s "
+                     "(dead-lettered; unconfirmed batches are kept)", mom, self.dc, rej)
+        if self.deadletters is not None:
+            self.deadletters.add(source=f"dc:{self.dc}", entry_id=self.keys.confirm(mom, self.dc), reason=rej.reason,
+                                 detail=rej.detail, raw={"raw": raw})
+        self._fire({"what": "confirm", "mom": mom, "reason": rej.reason, "detail": rej.detail},
+                   f"redis_syndic/rejected/{rej.reason}")
+
+    def _complete(self, messages: list[dict[str, Any]]) -> bool:
+        """Replace trimmed returns by the whole return from the job cache (False: not there yet)."""
+        for msg in messages:
+            if not msg.get("trimmed"):
+                continue
+            full = self.cache.get_return(msg["jid"], msg["id"])
+            if full is None:
+                if time.time() - float(msg.get("spooled_at", 0)) < TRIMMED_WAIT:
+                    return False
+                log.error("redis_syndic: whole return of %s for job %s not found in the job cache; sending it trimmed",
+                          msg["id"], msg["jid"])
+                continue
+            msg["load"].update(full)
+            del msg["trimmed"]
+        return True
+
+    def watch_spool(self, force: bool = False) -> int | None:
+        """Every heartbeat interval: spool depth gauge, and the growing/drained events."""
+        now = time.monotonic()
+        if now < self._next_watch and not force:
+            return None
+        self._next_watch = now + self.settings.heartbeat_interval
+        depth = self.spool.depth()
+        self.gauges.set("spool_depth", depth)
+        change = self.spool_watch.observe(depth, now)
+        self.gauges.set("spool_growing", 1 if self.spool_watch.growing else 0)
+        if change == "growing":
+            log.warning("redis_syndic: DC %s spool holds %d file(s) (spool_warn_depth %d): acks and returns are not "
+                        "reaching Redis at %s fast enough; they are kept on disk and sent when it is reachable",
+                        self.dc, depth, self.settings.spool_warn_depth, self.settings.redis.safe_url)
+        elif change == "drained":
+            log.warning("redis_syndic: DC %s spool drained: everything spooled reached Redis", self.dc)
+        if change is not None:
+            self._fire({"dc": self.dc, "spool_depth": depth, "spool_warn_depth": self.settings.spool_warn_depth},
+                       f"redis_syndic/spool/{self.dc}/{change}")
+        return depth
+
+    def _fire(self, data: Mapping[str, Any], tag: str) -> None:
+        if self.bus is None:
+            return
+        try:
+            self.bus.fire(data, tag)
+        except Exception as err:  # an operator event must never stop the uplink
+            self._rl.log(logging.WARNING, "fire", "redis_syndic: cannot fire %s on the local bus (%s)", tag, err)
+
+    def heartbeat(self, client: Any) -> None:
+        now = time.time()
+        if now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + self.settings.heartbeat_interval
+        stream = JobStream(client, self.keys.jobs, self.settings.stream_maxlen)
+        last = stream.last_id()
+        cursor = self.cursor() or "0-0"
+        lag = max(0.0, (id_millis(last) - id_millis(cursor)) / 1000.0)
+        depth = self.spool.depth()
+        minions = self.minion_count()
+        self.gauges.set("stream_lag_seconds", lag)
+        self.gauges.set("minion_count", minions)
+        status = DcStatus(dc=self.dc, last_seen=now, cursor=cursor, stream_last_id=last, lag_seconds=lag,
+                          spool_depth=depth, minion_count=minions, version=self.version,
+                          master_id=self.settings.master_id, counters=self.counters.snapshot(),
+                          spool_warn_depth=self.settings.spool_warn_depth, spool_growing=self.spool_watch.growing)
+        pipe = client.pipeline(transaction=False)
+        pipe.set(self.keys.status(self.dc), seal(status.encode(), self.signer))
+        pipe.set(self.keys.dckey(self.dc), self.signer.public_pem)  # announced; trusted only once accepted
+        pipe.sadd(self.keys.dcs, self.dc)
+        pipe.execute()
+
+
+
+def _ranges(seqs: list[int]) -> str:
+    """``1-3,7`` for [1, 2, 3, 7]: log lines stay short when many batches were lost."""
+    out: list[tuple[int, int]] = []
+    for seq in sorted(seqs):
+        if out and out[-1][1] == seq - 1:
+            out[-1] = (out[-1][0], seq)
+        else:
+            out.append((seq, seq))
+    return ",".join(f"{a}-{b}" if a != b else f"{a}" for a, b in out)

@@ -1,0 +1,1 @@
+"""What survives a restart on one master: SQLite ledgers, the uplink spool, dead letters."""

@@ -1,0 +1,102 @@
+"""Dead-letter place for rejected entries: a local directory (always) and a capped Redis list.
+
+A rejected entry is never run and never silently dropped: it is kept with its reason so an
+operator can see what was attempted (``<state_dir>/deadletter/`` and the ``<ns>:deadletter`` list).
+Both keep the newest ``deadletter_max`` records: a flood of hostile entries must not fill the
+master's disk; pruning the local directory is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Callable, Mapping
+
+import msgpack
+import redis
+
+from ..transport.connection import TRANSIENT, describe_error
+from ..wire.envelope import pack
+
+log = logging.getLogger(__name__)
+
+RAW_KEEP = 64 * 1024  # bytes of each raw field kept for inspection
+
+
+def _trim(raw: Any, depth: int = 0) -> Any:
+    """A bounded copy of a rejected entry: enough to see what was attempted, never huge."""
+    if depth > 8:
+        return "..."
+    if isinstance(raw, Mapping):
+        return {str(k)[:200]: _trim(v, depth + 1) for k, v in list(raw.items())[:64]}
+    if isinstance(raw, (list, tuple)):
+        return [_trim(v, depth + 1) for v in raw[:64]]
+    if isinstance(raw, (bytes, bytearray)):
+        return bytes(raw[:RAW_KEEP])
+    if isinstance(raw, str):
+        return raw[:RAW_KEEP]
+    if raw is None or isinstance(raw, (bool, int, float)):
+        return raw
+    return repr(raw)[:200]
+
+
+class DeadLetters:
+    def __init__(self, directory: str, key: str, max_entries: int, client: Callable[[], redis.Redis] | None) -> None:
+        self.directory = directory
+        self.key = key
+        self.max_entries = max_entries
+        self._client = client
+        self._local_count: int | None = None  # files in the directory, counted once then tracked
+
+    def local(self) -> list[dict[str, Any]]:
+        """The records kept in the local directory, oldest first."""
+        try:
+            names = sorted(os.listdir(self.directory))
+        except FileNotFoundError:
+            return []
+        out = []
+        for name in names:
+            with open(os.path.join(self.directory, name), "rb") as fh:
+                out.append(msgpack.unpackb(fh.read(), raw=False))
+        return out
+
+    def _bound_local(self) -> None:
+        """Keep the newest ``max_entries`` files; prune in steps of 10 % (one listdir per step)."""
+        if self._local_count is None:
+            self._local_count = len(os.listdir(self.directory))
+        else:
+            self._local_count += 1
+        if self._local_count <= self.max_entries + max(1, self.max_entries // 10):
+            return
+        names = sorted(os.listdir(self.directory))
+        extra = names[:max(0, len(names) - self.max_entries)]
+        for name in extra:
+            try:
+                os.unlink(os.path.join(self.directory, name))
+            except FileNotFoundError:
+                pass
+        self._local_count = len(names) - len(extra)
+        log.warning("redis_syndic: dead-letter directory %s reached deadletter_max (%d): removed the %d oldest "
+                    "record(s)", self.directory, self.max_entries, len(extra))
+
+    def add(self, source: str, entry_id: str, reason: str, detail: str, raw: Any) -> None:
+        record = pack({"at": time.time(), "source": source, "entry_id": entry_id, "reason": reason,
+                       "detail": detail, "raw": _trim(raw)})
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            name = f"{time.time_ns():020d}-{reason}.mp"
+            with open(os.path.join(self.directory, name), "wb") as fh:
+                fh.write(record)
+            self._bound_local()
+        except OSError as err:
+            log.error("redis_syndic: cannot write dead letter to %s: %s", self.directory, err.strerror)
+        if self._client is None:
+            return
+        try:
+            pipe = self._client().pipeline(transaction=False)
+            pipe.lpush(self.key, record)
+            pipe.ltrim(self.key, 0, self.max_entries - 1)
+            pipe.execute()
+        except (*TRANSIENT, redis.RedisError) as err:
+            log.warning("redis_syndic: dead letter kept locally only (%s)", describe_error(err))
