@@ -81,7 +81,7 @@ class RedisSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    """Validated ``redis_syndic`` options (see README, configuration reference)."""
+    """Validated ``redis_syndic`` options (see docs/reference.md)."""
 
     role: str
     master_id: str
