@@ -36,7 +36,7 @@ _HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0
 
 @dataclass(frozen=True)
 class Settings:
-    """Validated ``redis_syndic`` options (see README, configuration reference)."""
+    """Validated ``redis_syndic`` options (see docs/reference.md)."""
 
     role: str
     master_id: str

@@ -7,7 +7,7 @@ runs the job and the MoM never waits for it.  Names are not checked against know
 (a DC may be down or not yet seen); the MoM warns about unknown names when it publishes.
 
 A job relayed by a middle master (its load carries the ``master_id`` of the master above)
-addressed the middle tier, not this one: it goes to every DC below (see README, three tiers).
+addressed the middle tier, not this one: it goes to every DC below (see docs/topologies.md, three tiers).
 This module is pure: no I/O, no Salt.
 """
 
