@@ -25,17 +25,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 KINDS = {"engines": "_engines", "returners": "_returners", "runners": "_runners"}
 DIST = "salt-redis-syndic"
 ENTRY_POINT = "salt_redis_syndic.loader:get_loader_dirs"
-# What a source build needs; everything else (tests, bench, .git, build/) stays out.
-SOURCE_ITEMS = (
-    "setup.cfg",
-    "pyproject.toml",
-    "README.md",
-    "CHANGELOG.md",
-    "salt_redis_syndic",
-    *KINDS.values(),
-)
-
-
 def _run(cmd, cwd, timeout=300):
     proc = subprocess.run(
         [str(c) for c in cmd],
@@ -84,16 +73,19 @@ def _master_opts(tmp_path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def source_tree(tmp_path_factory) -> Path:
-    """A clean copy of the sources, so builds never write build/ or *.egg-info into the repo."""
+    """A clean copy of every tracked file of the checkout (tests, bench and lab/ included).
+
+    Builds then run on what a user would build from the repo, yet never write build/ or
+    *.egg-info into it; the packaging configuration alone must keep the non-product code out.
+    """
     dest = tmp_path_factory.mktemp("src") / "salt-redis-syndic"
-    dest.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "_salt")
-    for name in SOURCE_ITEMS:
-        src = REPO_ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=ignore)
-        elif src.exists():
-            shutil.copy2(src, dest / name)
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True).stdout
+    for rel in filter(None, tracked.decode().split("\0")):
+        src = REPO_ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    assert (dest / "lab" / "daemons.py").is_file() and (dest / "tests").is_dir()
     return dest
 
 
@@ -190,7 +182,12 @@ def test_wheel_contents(wheel_path):
     for kind in KINDS:
         assert f"salt_redis_syndic/_salt/{kind}/redis_syndic.py" in names, sorted(names)
         assert f"salt_redis_syndic/_salt/{kind}/__init__.py" not in names
-    assert not any(n.startswith(("_engines/", "_returners/", "_runners/", "tests/")) for n in names)
+    # Product code only: the lab, tests and benchmarks stay out, and no module of the package is
+    # missing (a subpackage not listed in setup.cfg would silently be left out).
+    assert all(n.startswith(("salt_redis_syndic/", f"{dist_info}/")) for n in names), sorted(
+        n for n in names if not n.startswith(("salt_redis_syndic/", f"{dist_info}/")))
+    package = {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "salt_redis_syndic").rglob("*.py")}
+    assert package <= names, sorted(package - names)
     assert "[salt.loader]" in entry_points
     assert f"redis_syndic = {ENTRY_POINT}" in entry_points
     assert "Version: 0.1.0" in meta
