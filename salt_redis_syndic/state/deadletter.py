@@ -13,11 +13,10 @@ import os
 import time
 from typing import Any, Callable, Mapping
 
-import msgpack
 import redis
 
 from ..transport.connection import TRANSIENT, describe_error
-from ..wire.envelope import pack
+from ..wire.codec import pack, unpack_local
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ class DeadLetters:
         out = []
         for name in names:
             with open(os.path.join(self.directory, name), "rb") as fh:
-                out.append(msgpack.unpackb(fh.read(), raw=False))
+                out.append(unpack_local(fh.read()))
         return out
 
     def _bound_local(self) -> None:

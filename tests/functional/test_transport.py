@@ -24,14 +24,10 @@ from salt_redis_syndic.transport.connection import TRANSIENT, make_client
 from salt_redis_syndic.transport.keys import Keys
 from salt_redis_syndic.transport.queue import UplinkQueue
 from salt_redis_syndic.transport.stream import JobStream, id_millis
-from salt_redis_syndic.wire.envelope import (
-    decode_batch,
-    decode_job,
-    decode_status,
-    encode_job,
-    make_job,
-    unseal,
-)
+from salt_redis_syndic.wire.jobs import decode_job, encode_job, make_job
+from salt_redis_syndic.wire.sealed import unseal
+from salt_redis_syndic.wire.status import decode_status
+from salt_redis_syndic.wire.uplink import decode_batch
 
 pytestmark = pytest.mark.functional
 
