@@ -13,9 +13,9 @@ import os
 import time
 from typing import Any, Callable, Mapping
 
-import redis
-
-from ..transport.connection import TRANSIENT, describe_error
+from ..errors import TransportError
+from ..transport.connection import Client
+from ..transport.deadletter import DeadLetterList
 from ..wire.codec import pack, unpack_local
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def _trim(raw: Any, depth: int = 0) -> Any:
 
 
 class DeadLetters:
-    def __init__(self, directory: str, key: str, max_entries: int, client: Callable[[], redis.Redis] | None) -> None:
+    def __init__(self, directory: str, key: str, max_entries: int, client: Callable[[], Client] | None) -> None:
         self.directory = directory
         self.key = key
         self.max_entries = max_entries
@@ -93,9 +93,6 @@ class DeadLetters:
         if self._client is None:
             return
         try:
-            pipe = self._client().pipeline(transaction=False)
-            pipe.lpush(self.key, record)
-            pipe.ltrim(self.key, 0, self.max_entries - 1)
-            pipe.execute()
-        except (*TRANSIENT, redis.RedisError) as err:
-            log.warning("redis_syndic: dead letter kept locally only (%s)", describe_error(err))
+            DeadLetterList(self._client(), self.key, self.max_entries).push(record)
+        except TransportError as err:
+            log.warning("redis_syndic: dead letter kept locally only (%s)", err)
