@@ -31,6 +31,7 @@ from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
 from ..transport.queue import UplinkQueue
 from ..transport.stream import JobStream
+from ..wire.announce import announced_key
 from ..wire.sealed import seal
 from ..wire.status import DcStatus, read_status
 from ..wire.uplink import Ack, Event, Return, read_batch
@@ -220,10 +221,9 @@ class Collector:
 
     def check_announced_key(self, client: Any, dc: str) -> None:
         """A DC whose key is not accepted: record its announced key as pending, once, loudly."""
-        pem = client.get(self.keys.dckey(dc))
-        if not pem:
+        text = announced_key(client.get(self.keys.dckey(dc)))
+        if text is None:
             return
-        text = pem.decode("ascii", "replace") if isinstance(pem, bytes) else str(pem)
         if self.keyring.note_announced(dc, text):
             log.warning("redis_syndic: DC %s announced a new uplink key; its returns are refused until an operator "
                         "runs: salt-run redis_syndic.accept %s", dc, dc)
