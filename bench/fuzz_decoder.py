@@ -47,20 +47,10 @@ from salt_redis_syndic.security.signing import Signer
 from salt_redis_syndic.state.deadletter import DeadLetters, _trim
 from salt_redis_syndic.state.ledger import DcLedger
 from salt_redis_syndic.state.spool import Spool
-from salt_redis_syndic.wire.envelope import (
-    ACK_STATUSES,
-    LOAD_FIELDS,
-    VERSION,
-    Ack,
-    DcStatus,
-    Return,
-    decode_batch,
-    decode_status,
-    encode_batch,
-    encode_job,
-    make_job,
-    pack,
-)
+from salt_redis_syndic.wire.codec import VERSION, pack
+from salt_redis_syndic.wire.jobs import LOAD_FIELDS, encode_job, make_job
+from salt_redis_syndic.wire.status import DcStatus, decode_status
+from salt_redis_syndic.wire.uplink import ACK_STATUSES, Ack, Return, decode_batch, encode_batch
 
 from .common import write_result
 

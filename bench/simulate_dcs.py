@@ -38,14 +38,10 @@ from lab import Lab, generate_ed25519_keypair, wait_until
 from salt_redis_syndic.security.signing import Signer, Verifier, load_or_create_signer
 from salt_redis_syndic.transport.keys import Keys
 from salt_redis_syndic.transport.queue import UplinkQueue
-from salt_redis_syndic.wire.envelope import (
-    DcStatus,
-    decode_batch,
-    decode_job,
-    encode_batch,
-    seal,
-    unseal,
-)
+from salt_redis_syndic.wire.jobs import decode_job
+from salt_redis_syndic.wire.sealed import seal, unseal
+from salt_redis_syndic.wire.status import DcStatus
+from salt_redis_syndic.wire.uplink import decode_batch, encode_batch
 
 from .common import exit_on_sigterm, summary, write_result
 

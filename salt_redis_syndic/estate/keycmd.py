@@ -12,48 +12,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import secrets
 import time
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import RejectedEntry
 from ..security.signing import Signer, Verifier
-from ..wire.envelope import (
-    MINION_RE,
-    NAME_RE,
-    VERSION,
-    _boundary,
-    _brief,
-    _num,
-    _require,
-    _str,
-    pack,
-    unpack,
-    unseal,
-)
+from ..wire.codec import MINION_RE, NAME_RE
+from ..wire.keyorders import ACTIONS, KeyCommand, decode_command
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("accept", "reject", "delete")
 TTL = 300.0  # an order not carried out within this long is refused (a link that heals late)
-_ID_RE = re.compile(r"^[0-9a-f]{32}\Z")
-
-
-@dataclass(frozen=True)
-class KeyCommand:
-    dc: str
-    minion: str
-    action: str
-    issued_at: float
-    expires_at: float
-    id: str
-    origin: str
-    by: str
-
-    def encode(self) -> bytes:
-        return pack({"v": VERSION, "kind": "keycmd", **self.__dict__})
 
 
 def make_command(dc: str, minion: str, action: str, origin: str, by: str, now: float | None = None) -> KeyCommand:
@@ -66,26 +36,6 @@ def make_command(dc: str, minion: str, action: str, origin: str, by: str, now: f
         raise ValueError(f"{minion!r} is not one minion id (no globs: one key per order)")
     now = time.time() if now is None else now
     return KeyCommand(dc, minion, action, now, now + TTL, secrets.token_hex(16), origin, by[:64])
-
-
-@_boundary
-def decode_command(data: bytes, verifier: Verifier, max_bytes: int) -> tuple[KeyCommand, str]:
-    """Verify (MoM key) then decode one stream entry's sealed order; returns it and its key id."""
-    body, sig, kid = unseal(data, max_bytes)
-    verifier.verify(kid, sig, body)
-    doc = unpack(body, max_bytes)
-    _require(isinstance(doc, dict), "malformed", "order is not a map")
-    _require(type(doc.get("v")) is int and doc.get("v") == VERSION, "bad_version", f"unsupported version {_brief(doc.get('v'))}")
-    _require(doc.get("kind") == "keycmd", "malformed", "not a key order")
-    action = _str(doc, "action")
-    _require(action in ACTIONS, "malformed", f"unknown action {_brief(action)}")
-    minion = _str(doc, "minion", MINION_RE)
-    _require(not any(c in minion for c in "*?[]"), "malformed", "a key order names one minion, not a glob")
-    by = doc.get("by", "")
-    _require(isinstance(by, str), "malformed", "by")
-    return KeyCommand(dc=_str(doc, "dc", NAME_RE), minion=minion, action=action, issued_at=_num(doc, "issued_at"),
-                      expires_at=_num(doc, "expires_at"), id=_str(doc, "id", _ID_RE),
-                      origin=_str(doc, "origin", NAME_RE), by=by[:64]), kid
 
 
 class KeyActions(Protocol):
@@ -134,7 +84,7 @@ def carry_out(raw: Any, dc: str, verifier: Verifier, seen: SeenOrders, actions: 
 
 
 def sign_command(cmd: KeyCommand, signer: Signer) -> dict[str, bytes]:
-    from ..wire.envelope import seal
+    from ..wire.sealed import seal
 
     return {"r": seal(cmd.encode(), signer)}
 

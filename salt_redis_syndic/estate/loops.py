@@ -38,7 +38,8 @@ from ..state.deadletter import DeadLetters
 from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
 from ..transport.stream import JobStream
-from ..wire.envelope import pack, seal
+from ..wire.codec import pack
+from ..wire.sealed import seal
 from .drift import (
     Fingerprinter,
     Listing,

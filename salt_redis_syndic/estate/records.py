@@ -1,7 +1,7 @@
 """Signed DC -> MoM records of the estate: head, roster snapshot, roster delta, file listing.
 
-Each is sealed with the DC's uplink key (:func:`envelope.seal`) and read on the MoM only
-through :func:`read_record`: signature against the DC's accepted key first, then structure,
+Each is sealed with the DC's uplink key (:func:`wire.sealed.seal`) and read on the MoM only
+through :func:`read_record`: signature against the DC's accepted key first (``wire.sealed``), then structure,
 then "is it really about the DC that signed it".  Anything else raises :class:`RejectedEntry`.
 """
 
@@ -12,19 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, TypeVar
 
 from ..errors import RejectedEntry
-from ..wire.envelope import (
-    MINION_RE,
-    NAME_RE,
-    VERSION,
-    _boundary,
-    _brief,
-    _num,
-    _require,
-    _str,
-    pack,
-    unpack,
-    unseal,
-)
+from ..wire.codec import MINION_RE, NAME_RE, VERSION, boundary, number, pack, require, text, versioned
+from ..wire.sealed import Keyring, open_sealed
 from .drift import KINDS, Listing
 from .gitrevs import GIT_KINDS, MARKERS
 from .roster import STATES, Delta, Entry, Roster
@@ -36,12 +25,6 @@ _SHA_RE = re.compile(r"^[0-9a-f]{64}\Z")
 _ENV_RE = re.compile(r"^[^\x00]{1,255}\Z")
 _PATH_RE = re.compile(r"^[^\x00]{1,4096}\Z")
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?\Z")  # sha-1 or sha-256 object names
-
-
-class Keyring:
-    """What :func:`read_record` needs of :class:`~salt_redis_syndic.dckeys.DcKeyring`."""
-
-    def verify(self, kid: str, signature: bytes, body: bytes) -> str: ...  # pragma: no cover
 
 
 @dataclass(frozen=True)
@@ -90,24 +73,22 @@ class FileSet:
 
 
 def _doc(data: bytes, kind: str, max_bytes: int) -> dict[str, Any]:
-    doc = unpack(data, max_bytes)
-    _require(isinstance(doc, dict), "malformed", "record is not a map")
-    _require(type(doc.get("v")) is int and doc.get("v") == VERSION, "bad_version", f"unsupported version {_brief(doc.get('v'))}")
-    _require(doc.get("kind") == kind, "malformed", f"not a {kind} record")
+    doc = versioned(data, max_bytes)
+    require(doc.get("kind") == kind, "malformed", f"not a {kind} record")
     return doc
 
 
 def _seq(doc: Mapping[str, Any], key: str, minimum: int = 0) -> int:
     value = doc.get(key)
-    _require(type(value) is int and minimum <= value < 2**53, "malformed", f"{key} must be a whole number")
+    require(type(value) is int and minimum <= value < 2**53, "malformed", f"{key} must be a whole number")
     return value
 
 
 def _roster(value: Any) -> Roster:
-    _require(isinstance(value, dict), "malformed", "minions must be a map")
+    require(isinstance(value, dict), "malformed", "minions must be a map")
     out: Roster = {}
     for minion, wire in value.items():
-        _require(isinstance(minion, str) and bool(MINION_RE.match(minion)), "malformed", "bad minion id")
+        require(isinstance(minion, str) and bool(MINION_RE.match(minion)), "malformed", "bad minion id")
         try:
             out[minion] = Entry.from_wire(wire)
         except ValueError as err:
@@ -116,34 +97,34 @@ def _roster(value: Any) -> Roster:
 
 
 def _digests(value: Any) -> dict[str, dict[str, str]]:
-    _require(isinstance(value, dict), "malformed", "files must be a map")
+    require(isinstance(value, dict), "malformed", "files must be a map")
     out: dict[str, dict[str, str]] = {}
     for kind, envs in value.items():
-        _require(kind in KINDS and isinstance(envs, dict), "malformed", "files: unknown kind")
+        require(kind in KINDS and isinstance(envs, dict), "malformed", "files: unknown kind")
         for env, dig in envs.items():
-            _require(isinstance(env, str) and bool(_ENV_RE.match(env)) and isinstance(dig, str) and bool(_DIGEST_RE.match(dig)),
+            require(isinstance(env, str) and bool(_ENV_RE.match(env)) and isinstance(dig, str) and bool(_DIGEST_RE.match(dig)),
                      "malformed", "files: bad saltenv digest")
         out[kind] = dict(envs)
     return out
 
 
-@_boundary
+@boundary
 def decode_head(data: bytes, max_bytes: int) -> EstateHead:
     doc = _doc(data, "estate", max_bytes)
     counts = doc.get("counts")
-    _require(isinstance(counts, dict) and set(counts) <= set(STATES)
+    require(isinstance(counts, dict) and set(counts) <= set(STATES)
              and all(type(v) is int and v >= 0 for v in counts.values()), "malformed", "counts")
-    digest = _str(doc, "digest", _DIGEST_RE)
-    return EstateHead(dc=_str(doc, "dc", NAME_RE), at=_num(doc, "at"), epoch=_str(doc, "epoch", _EPOCH_RE),
+    digest = text(doc, "digest", _DIGEST_RE)
+    return EstateHead(dc=text(doc, "dc", NAME_RE), at=number(doc, "at"), epoch=text(doc, "epoch", _EPOCH_RE),
                       seq=_seq(doc, "seq"), snapshot_seq=_seq(doc, "snapshot_seq", -1), digest=digest,
                       counts=dict(counts), files=_digests(doc.get("files", {})),
-                      seen_resolution=_num(doc, "seen_resolution") if "seen_resolution" in doc else 0.0)
+                      seen_resolution=number(doc, "seen_resolution") if "seen_resolution" in doc else 0.0)
 
 
-@_boundary
+@boundary
 def decode_snapshot(data: bytes, max_bytes: int) -> RosterSnapshot:
     doc = _doc(data, "roster", max_bytes)
-    return RosterSnapshot(dc=_str(doc, "dc", NAME_RE), epoch=_str(doc, "epoch", _EPOCH_RE), seq=_seq(doc, "seq"),
+    return RosterSnapshot(dc=text(doc, "dc", NAME_RE), epoch=text(doc, "epoch", _EPOCH_RE), seq=_seq(doc, "seq"),
                           minions=_roster(doc.get("minions")))
 
 
@@ -153,15 +134,15 @@ class DeltaRecord:
     delta: Delta
 
 
-@_boundary
+@boundary
 def decode_delta(data: bytes, max_bytes: int) -> DeltaRecord:
     doc = _doc(data, "roster_delta", max_bytes)
     removed = doc.get("removed")
-    _require(isinstance(removed, list) and all(isinstance(m, str) and MINION_RE.match(m) for m in removed),
+    require(isinstance(removed, list) and all(isinstance(m, str) and MINION_RE.match(m) for m in removed),
              "malformed", "removed must be a list of minion ids")
-    delta = Delta(epoch=_str(doc, "epoch", _EPOCH_RE), seq=_seq(doc, "seq", 1), changed=_roster(doc.get("changed")),
+    delta = Delta(epoch=text(doc, "epoch", _EPOCH_RE), seq=_seq(doc, "seq", 1), changed=_roster(doc.get("changed")),
                   removed=list(removed))
-    return DeltaRecord(dc=_str(doc, "dc", NAME_RE), delta=delta)
+    return DeltaRecord(dc=text(doc, "dc", NAME_RE), delta=delta)
 
 
 def _fingerprint_ok(kind: str, value: str) -> bool:
@@ -171,25 +152,24 @@ def _fingerprint_ok(kind: str, value: str) -> bool:
     return bool(_SHA_RE.match(value))
 
 
-@_boundary
+@boundary
 def decode_fileset(data: bytes, max_bytes: int) -> FileSet:
     doc = _doc(data, "files", max_bytes)
     listing = doc.get("listing")
-    _require(isinstance(listing, dict), "malformed", "listing must be a map")
+    require(isinstance(listing, dict), "malformed", "listing must be a map")
     for kind, envs in listing.items():
-        _require(kind in KINDS and isinstance(envs, dict), "malformed", "listing: unknown kind")
+        require(kind in KINDS and isinstance(envs, dict), "malformed", "listing: unknown kind")
         for env, files in envs.items():
-            _require(isinstance(env, str) and bool(_ENV_RE.match(env)) and isinstance(files, dict), "malformed", "listing: saltenv")
+            require(isinstance(env, str) and bool(_ENV_RE.match(env)) and isinstance(files, dict), "malformed", "listing: saltenv")
             for path, sha in files.items():
-                _require(isinstance(path, str) and bool(_PATH_RE.match(path)) and isinstance(sha, str) and _fingerprint_ok(kind, sha),
+                require(isinstance(path, str) and bool(_PATH_RE.match(path)) and isinstance(sha, str) and _fingerprint_ok(kind, sha),
                          "malformed", "listing: bad file entry")
-    return FileSet(dc=_str(doc, "dc", NAME_RE), at=_num(doc, "at"), listing=listing)
+    return FileSet(dc=text(doc, "dc", NAME_RE), at=number(doc, "at"), listing=listing)
 
 
 def read_record(raw: bytes, keyring: Keyring, dc: str, decode: Callable[[bytes, int], T], max_bytes: int) -> T:
     """A record about ``dc``, only if ``dc``'s accepted key signed it (else :class:`RejectedEntry`)."""
-    body, sig, kid = unseal(raw, max_bytes)
-    signer_dc = keyring.verify(kid, sig, body)
+    body, signer_dc = open_sealed(raw, keyring, max_bytes)
     record = decode(body, max_bytes)
     named = getattr(record, "dc", None)
     if signer_dc != dc or named != dc:

@@ -19,7 +19,7 @@ from fnmatch import fnmatchcase
 from typing import Any, Iterable, Mapping
 
 from ..config import Settings
-from ..wire.envelope import pack
+from ..wire.codec import pack
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,8 @@ from ..state.spool import Spool
 from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
 from ..transport.stream import JobStream, stream_id_key
-from ..wire.envelope import Ack, EventsEnvelope, JobEnvelope, decode_entry
+from ..wire.jobs import EventsEnvelope, JobEnvelope, decode_entry
+from ..wire.uplink import Ack
 
 log = logging.getLogger(__name__)
 

@@ -25,14 +25,8 @@ from ..state.ledger import MomLedger
 from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
 from ..transport.stream import JobStream
-from ..wire.envelope import (
-    JobEnvelope,
-    encode_events,
-    encode_job,
-    make_job,
-    pack,
-    unpack,
-)
+from ..wire.codec import pack, unpack
+from ..wire.jobs import JobEnvelope, encode_events, encode_job, make_job
 from .targeting import BadTarget, dcs_from_load, is_relayed
 
 log = logging.getLogger(__name__)

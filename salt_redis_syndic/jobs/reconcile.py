@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Protocol
 from ..runtime import Counters
 from ..state.ledger import MomLedger, OutboxJob
 from ..transport.stream import JobStream, stream_id_key
-from ..wire.envelope import unpack
+from ..wire.codec import unpack
 
 log = logging.getLogger(__name__)
 

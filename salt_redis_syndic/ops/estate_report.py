@@ -11,11 +11,10 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-import msgpack
-
 from ..config import Settings
 from ..estate.loops import estate_dir
 from ..estate.roster import STATES, Entry
+from ..wire.codec import unpack_local
 
 
 def _iso(ts: float | None) -> str | None:
@@ -32,7 +31,7 @@ def load_rosters(settings: Settings) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name in names:
         with open(os.path.join(base, name), "rb") as fh:
-            doc = msgpack.unpackb(fh.read(), raw=False, strict_map_key=False)
+            doc = unpack_local(fh.read())
         out[doc["dc"]] = {"updated_at": doc["updated_at"], "seen_resolution": float(doc.get("seen_resolution", 60.0)),
                           "minions": {m: Entry.from_wire(w) for m, w in doc["minions"].items()}}
     return out
@@ -67,7 +66,7 @@ def drift_view(settings: Settings) -> dict[str, Any]:
     """Per DC, kind and saltenv: "in sync" or the files that differ from what the MoM serves."""
     try:
         with open(os.path.join(estate_dir(settings), "drift.mp"), "rb") as fh:
-            doc = msgpack.unpackb(fh.read(), raw=False, strict_map_key=False)
+            doc = unpack_local(fh.read())
     except FileNotFoundError:
         return {"error": "no drift report yet: is the MoM's redis_syndic engine running with drift_roots set?"}
     doc["checked_seconds_ago"] = round(max(0.0, time.time() - doc.pop("checked_at")), 1)

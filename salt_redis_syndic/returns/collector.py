@@ -22,7 +22,7 @@ from ..events.forwarding import may_fire_original, up_tag
 from ..jobs.publisher import Bus, entry_dcs, unpack_fields
 from ..jobs.reconcile import DcView, JobReconciler
 from ..runtime import Backoff, Counters, Gauges, RateLimitedLog
-from ..security.confidential import batch_aad, is_wrapped, payload_keys, unwrap
+from ..security.confidential import payload_keys
 from ..security.dckeys import DcKeyring
 from ..security.signing import Signer
 from ..state.deadletter import DeadLetters
@@ -31,16 +31,10 @@ from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
 from ..transport.queue import UplinkQueue
 from ..transport.stream import JobStream
-from ..wire.envelope import (
-    Ack,
-    DcStatus,
-    Event,
-    Return,
-    decode_batch,
-    seal,
-    unseal,
-)
-from ..wire.status import read_status
+from ..wire.announce import announced_key
+from ..wire.sealed import seal
+from ..wire.status import DcStatus, read_status
+from ..wire.uplink import Ack, Event, Return, read_batch
 from .barrier import Abandon, Announce, Overdue, ReleaseBarrier, Released, Store
 from .confirm import UplinkTracker
 
@@ -227,10 +221,9 @@ class Collector:
 
     def check_announced_key(self, client: Any, dc: str) -> None:
         """A DC whose key is not accepted: record its announced key as pending, once, loudly."""
-        pem = client.get(self.keys.dckey(dc))
-        if not pem:
+        text = announced_key(client.get(self.keys.dckey(dc)))
+        if text is None:
             return
-        text = pem.decode("ascii", "replace") if isinstance(pem, bytes) else str(pem)
         if self.keyring.note_announced(dc, text):
             log.warning("redis_syndic: DC %s announced a new uplink key; its returns are refused until an operator "
                         "runs: salt-run redis_syndic.accept %s", dc, dc)
@@ -264,16 +257,8 @@ class Collector:
     def process(self, raw: bytes) -> None:
         batch = _Batch(raw)
         try:
-            body, sig, kid = unseal(raw, self.settings.max_entry_bytes)
-            signer_dc = self.keyring.verify(kid, sig, body)  # before parsing anything else
-            key = self.payload_keys.get(signer_dc)
-            if key is not None:
-                body = unwrap(key, body, batch_aad(signer_dc))
-            elif is_wrapped(body):
-                raise RejectedEntry("no_payload_key", f"DC {signer_dc} encrypts its uplink; set dc_payload_keys:{signer_dc}")
-            decoded = decode_batch(body, self.settings.max_entry_bytes)
-            if decoded.dc != signer_dc:
-                raise RejectedEntry("wrong_dc", f"batch names DC {decoded.dc!r} but is signed by {signer_dc!r}")
+            decoded = read_batch(raw, self.keyring, self.payload_keys, self.settings.max_entry_bytes)
+            signer_dc = decoded.dc
         except RejectedEntry as rej:
             self.reject("batch", rej, raw)
             self._done(batch)

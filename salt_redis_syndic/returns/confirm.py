@@ -10,6 +10,7 @@ Every sink on the MoM is idempotent, so a batch pushed twice is stored once.
 
 The confirmation is signed by the MoM and verified by the DC: a forged one could only make a
 DC forget copies it would otherwise re-send, but nothing from Redis is trusted unverified.
+The record and its reader (``read_confirm``) are in ``wire/confirm.py``; the decisions are here.
 """
 
 from __future__ import annotations
@@ -17,65 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ..errors import RejectedEntry
-from ..security.signing import Verifier
-from ..wire.envelope import (
-    NAME_RE,
-    VERSION,
-    _boundary,
-    _num,
-    _require,
-    _str,
-    pack,
-    unpack,
-    unseal,
-)
-
-MAX_TAKEN = 5000  # seqs listed above done_upto; more is a MoM holding many batches (bounded, not exact)
-
-
-@dataclass(frozen=True)
-class Confirm:
-    """What one MoM has of one DC's batches: all of ``1..done_upto``, plus ``taken`` above it."""
-
-    mom: str
-    dc: str
-    done_upto: int
-    max_seen: int
-    taken: tuple[int, ...] = ()
-    at: float = 0.0  # MoM clock: a newer confirmation has a larger ``at``
-
-    def encode(self) -> bytes:
-        return pack({"v": VERSION, "kind": "confirm", "mom": self.mom, "dc": self.dc, "done_upto": self.done_upto,
-                     "max_seen": self.max_seen, "taken": list(self.taken), "at": self.at})
-
-
-def _seq(value: object, what: str) -> int:
-    _require(type(value) is int and 0 <= value < 2**62, "malformed", f"bad {what}")
-    return value  # type: ignore[return-value]
-
-
-@_boundary
-def decode_confirm(data: bytes, max_bytes: int = 1024 * 1024) -> Confirm:
-    doc = unpack(data, max_bytes)
-    _require(isinstance(doc, dict) and doc.get("kind") == "confirm", "malformed", "not a confirmation")
-    _require(doc.get("v") == VERSION, "bad_version", "unsupported confirmation version")
-    taken = doc.get("taken")
-    _require(isinstance(taken, list) and len(taken) <= MAX_TAKEN, "malformed", "taken must be a short list")
-    return Confirm(mom=_str(doc, "mom", NAME_RE), dc=_str(doc, "dc", NAME_RE),
-                   done_upto=_seq(doc.get("done_upto"), "done_upto"), max_seen=_seq(doc.get("max_seen"), "max_seen"),
-                   taken=tuple(_seq(s, "taken seq") for s in taken), at=_num(doc, "at"))
-
-
-def read_confirm(raw: bytes, verifier: Verifier, mom: str, dc: str) -> Confirm:
-    """A confirmation for ``dc`` from ``mom``, only if a trusted MoM key signed it (else RejectedEntry)."""
-    body, sig, kid = unseal(raw, 1024 * 1024)
-    verifier.verify(kid, sig, body)  # before parsing anything else
-    confirm = decode_confirm(body)
-    if confirm.mom != mom or confirm.dc != dc:
-        raise RejectedEntry("wrong_dc", f"confirmation for {confirm.mom}/{confirm.dc} found under {mom}/{dc}")
-    return confirm
-
+from ..wire.confirm import MAX_TAKEN, Confirm
 
 # ----------------------------------------------------------------------------- MoM side
 

@@ -25,7 +25,8 @@ import time
 from typing import Any, Callable, Iterable, Mapping
 
 from ..config import Settings
-from ..wire.envelope import MINION_RE, Ack
+from ..wire.codec import MINION_RE
+from ..wire.uplink import Ack
 
 DC_NEW_TAG = re.compile(r"^syndic/[^/]+/salt/job/(\d{20}[0-9A-Za-z_]*)/new$")
 RELEASED_TAG = re.compile(r"^redis_syndic/job/(\d{20}[0-9A-Za-z_]*)/released$")

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 from ..config import Settings, destinations
 from ..errors import RejectedEntry
 from ..runtime import Backoff, Counters, Gauges, RateLimitedLog
-from ..security.confidential import batch_aad, load_payload_key, wrap
+from ..security.confidential import load_payload_key
 from ..security.signing import Signer, Verifier
 from ..state.deadletter import DeadLetters
 from ..state.ledger import DcLedger
@@ -28,8 +28,11 @@ from ..state.spool import Spool, SpoolFile
 from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
 from ..transport.stream import JobStream, id_millis
-from ..wire.envelope import DcStatus, encode_batch, is_trimmed, seal
-from .confirm import ResendPlanner, read_confirm
+from ..wire.confirm import read_confirm
+from ..wire.sealed import seal, wrap
+from ..wire.status import DcStatus
+from ..wire.uplink import batch_aad, encode_batch, is_trimmed
+from .confirm import ResendPlanner
 
 log = logging.getLogger(__name__)
 

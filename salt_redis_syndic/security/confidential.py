@@ -7,6 +7,8 @@ the MoM encrypts each job's load once per DC and the DC encrypts its uplink batc
 (ChaCha20-Poly1305, a fresh 96-bit nonce per message, the jid/DC bound as associated data).
 Encryption sits *inside* the signature: the signer's key still decides what is accepted, and
 a record that should be encrypted but is not is refused (no silent downgrade).
+The keys live here; the wrapper record around a ciphertext (``wrap``/``unwrap``) is a wire
+format, in ``wire/sealed.py``.
 """
 
 from __future__ import annotations
@@ -14,9 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from typing import Any
 
-import msgpack
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
@@ -24,7 +24,6 @@ from ..errors import ConfigError, RejectedEntry
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
-WRAPPED_KIND = "encrypted"
 
 
 class PayloadKey:
@@ -41,6 +40,13 @@ class PayloadKey:
 
     def decrypt(self, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
         return self._aead.decrypt(nonce, ciphertext, aad)
+
+    def open(self, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+        """The plaintext, or RejectedEntry when it was not sealed with this key and ``aad``."""
+        try:
+            return self.decrypt(nonce, ciphertext, aad)
+        except InvalidTag:
+            raise RejectedEntry("undecryptable", "payload does not decrypt with this DC's key") from None
 
     def __repr__(self) -> str:
         return "PayloadKey(***)"
@@ -64,10 +70,6 @@ def load_payload_key(spec: str, option: str) -> PayloadKey:
     return PayloadKey(raw)
 
 
-def batch_aad(dc: str) -> str:
-    return f"batch:{dc}"
-
-
 def payload_keys(specs: "tuple[tuple[str, str], ...]", option: str) -> dict[str, PayloadKey]:
     return {dc: load_payload_key(spec, option) for dc, spec in specs}
 
@@ -76,31 +78,3 @@ def generate_key_text() -> str:
     return base64.b64encode(os.urandom(KEY_BYTES)).decode("ascii")
 
 
-def wrap(key: PayloadKey, plaintext: bytes, aad: str) -> bytes:
-    nonce, ciphertext = key.encrypt(plaintext, aad.encode())
-    return msgpack.packb({"v": 1, "kind": WRAPPED_KIND, "n": nonce, "c": ciphertext}, use_bin_type=True)
-
-
-def is_wrapped(body: bytes) -> bool:
-    try:
-        doc: Any = msgpack.unpackb(body, raw=False, strict_map_key=False)
-    except Exception:
-        return False
-    return isinstance(doc, dict) and doc.get("kind") == WRAPPED_KIND
-
-
-def unwrap(key: PayloadKey, body: bytes, aad: str) -> bytes:
-    """The plaintext of a wrapped record; RejectedEntry if it is not wrapped or not ours."""
-    try:
-        doc: Any = msgpack.unpackb(body, raw=False, strict_map_key=False)
-    except Exception:
-        doc = None
-    if not (isinstance(doc, dict) and doc.get("kind") == WRAPPED_KIND):
-        raise RejectedEntry("unencrypted", "payload encryption is configured but this record is in clear")
-    nonce, ciphertext = doc.get("n"), doc.get("c")
-    if not (isinstance(nonce, bytes) and len(nonce) == NONCE_BYTES and isinstance(ciphertext, bytes)):
-        raise RejectedEntry("malformed", "encrypted record without nonce or ciphertext")
-    try:
-        return key.decrypt(nonce, ciphertext, aad.encode())
-    except InvalidTag:
-        raise RejectedEntry("undecryptable", "payload does not decrypt with this DC's key") from None

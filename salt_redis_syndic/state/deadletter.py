@@ -13,11 +13,10 @@ import os
 import time
 from typing import Any, Callable, Mapping
 
-import msgpack
-import redis
-
-from ..transport.connection import TRANSIENT, describe_error
-from ..wire.envelope import pack
+from ..errors import TransportError
+from ..transport.connection import Client
+from ..transport.deadletter import DeadLetterList
+from ..wire.codec import pack, unpack_local
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ def _trim(raw: Any, depth: int = 0) -> Any:
 
 
 class DeadLetters:
-    def __init__(self, directory: str, key: str, max_entries: int, client: Callable[[], redis.Redis] | None) -> None:
+    def __init__(self, directory: str, key: str, max_entries: int, client: Callable[[], Client] | None) -> None:
         self.directory = directory
         self.key = key
         self.max_entries = max_entries
@@ -58,7 +57,7 @@ class DeadLetters:
         out = []
         for name in names:
             with open(os.path.join(self.directory, name), "rb") as fh:
-                out.append(msgpack.unpackb(fh.read(), raw=False))
+                out.append(unpack_local(fh.read()))
         return out
 
     def _bound_local(self) -> None:
@@ -94,9 +93,6 @@ class DeadLetters:
         if self._client is None:
             return
         try:
-            pipe = self._client().pipeline(transaction=False)
-            pipe.lpush(self.key, record)
-            pipe.ltrim(self.key, 0, self.max_entries - 1)
-            pipe.execute()
-        except (*TRANSIENT, redis.RedisError) as err:
-            log.warning("redis_syndic: dead letter kept locally only (%s)", describe_error(err))
+            DeadLetterList(self._client(), self.key, self.max_entries).push(record)
+        except TransportError as err:
+            log.warning("redis_syndic: dead letter kept locally only (%s)", err)

@@ -16,10 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
-
 from ..errors import SpoolError
-from ..wire.envelope import pack
+from ..wire.codec import pack, unpack_local
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +95,7 @@ class Spool:
         try:
             with open(item.path, "rb") as fh:
                 data = fh.read()
-            messages = msgpack.unpackb(data, raw=False, strict_map_key=False)
+            messages = unpack_local(data)
             if not isinstance(messages, list):
                 raise ValueError("not a list")
             return messages

@@ -18,6 +18,8 @@ from ..errors import TransportError
 from .sentinel import parse_sentinel_url
 from .settings import RedisSettings
 
+Client = redis.Redis  # the client type, for annotations outside transport (which never import redis)
+
 # Errors that mean "Redis is away or the link is broken": retry later, spool meanwhile.
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError, OSError)
 

@@ -13,7 +13,6 @@ import redis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from salt_redis_syndic.config import load_settings
-from salt_redis_syndic.returns.confirm import Confirm
 from salt_redis_syndic.returns.shipper import Shipper
 from salt_redis_syndic.runtime import Counters
 from salt_redis_syndic.security.acl import dc_rules, mom_rules
@@ -25,7 +24,8 @@ from salt_redis_syndic.transport.connection import make_client
 from salt_redis_syndic.transport.keys import Keys
 from salt_redis_syndic.transport.queue import UplinkQueue
 from salt_redis_syndic.transport.stream import JobStream
-from salt_redis_syndic.wire.envelope import seal
+from salt_redis_syndic.wire.confirm import Confirm
+from salt_redis_syndic.wire.sealed import seal
 
 pytestmark = pytest.mark.functional
 NS = "redis_syndic"

@@ -23,7 +23,7 @@ from salt_redis_syndic.security.dckeys import DcKeyring
 from salt_redis_syndic.security.signing import Signer
 from salt_redis_syndic.state.deadletter import DeadLetters
 from salt_redis_syndic.transport.keys import Keys
-from salt_redis_syndic.wire.envelope import seal
+from salt_redis_syndic.wire.sealed import seal
 
 pytestmark = pytest.mark.functional
 MOM_PUB = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n"

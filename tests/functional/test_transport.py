@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from salt_redis_syndic.config import load_settings
+from salt_redis_syndic.errors import TransportError
 from salt_redis_syndic.returns.collector import Collector
 from salt_redis_syndic.returns.shipper import Shipper
 from salt_redis_syndic.runtime import Counters
@@ -21,17 +22,14 @@ from salt_redis_syndic.state.deadletter import DeadLetters
 from salt_redis_syndic.state.ledger import DcLedger, MomLedger
 from salt_redis_syndic.state.spool import Spool
 from salt_redis_syndic.transport.connection import TRANSIENT, make_client
+from salt_redis_syndic.transport.deadletter import DeadLetterList
 from salt_redis_syndic.transport.keys import Keys
 from salt_redis_syndic.transport.queue import UplinkQueue
 from salt_redis_syndic.transport.stream import JobStream, id_millis
-from salt_redis_syndic.wire.envelope import (
-    decode_batch,
-    decode_job,
-    decode_status,
-    encode_job,
-    make_job,
-    unseal,
-)
+from salt_redis_syndic.wire.jobs import decode_job, encode_job, make_job
+from salt_redis_syndic.wire.sealed import unseal
+from salt_redis_syndic.wire.status import decode_status
+from salt_redis_syndic.wire.uplink import decode_batch
 
 pytestmark = pytest.mark.functional
 
@@ -430,4 +428,19 @@ def test_deadletters_with_redis_down_still_write_the_file(redis_server, tmp_path
     with open(tmp_path / "dl" / name, "rb") as fh:
         record = msgpack.unpackb(fh.read(), raw=False)
     assert record["reason"] == "malformed" and record["raw"] == b"junk"
+    rc.close()
+
+
+def test_deadletter_list_keeps_the_newest_and_raises_only_transport_errors(redis_server, client, tmp_path):
+    letters = DeadLetterList(client, KEYS.deadletter, max_entries=3)
+    for i in range(5):
+        letters.push(f"r{i}".encode())
+    assert client.lrange(KEYS.deadletter, 0, -1) == [b"r4", b"r3", b"r2"]
+    client.set("t:not-a-list", b"x")  # WRONGTYPE: a server error, not a broken link
+    with pytest.raises(TransportError, match="ResponseError"):
+        DeadLetterList(client, "t:not-a-list", 3).push(b"r")
+    rc = make_client(dc_settings(redis_server.url, tmp_path).redis)
+    redis_server.stop()
+    with pytest.raises(TransportError):
+        DeadLetterList(rc, KEYS.deadletter, 3).push(b"r")
     rc.close()

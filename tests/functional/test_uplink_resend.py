@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from salt_redis_syndic.config import load_settings
 from salt_redis_syndic.returns.collector import Collector
-from salt_redis_syndic.returns.confirm import Confirm
 from salt_redis_syndic.returns.shipper import Shipper
 from salt_redis_syndic.runtime import Counters
 from salt_redis_syndic.security.dckeys import DcKeyring
@@ -27,7 +26,8 @@ from salt_redis_syndic.state.spool import Spool
 from salt_redis_syndic.transport.connection import make_client
 from salt_redis_syndic.transport.keys import Keys
 from salt_redis_syndic.transport.queue import UplinkQueue
-from salt_redis_syndic.wire.envelope import seal
+from salt_redis_syndic.wire.confirm import Confirm
+from salt_redis_syndic.wire.sealed import seal
 
 pytestmark = pytest.mark.functional
 

@@ -16,7 +16,7 @@ import pytest
 from lab import Lab, parse_json_output
 from lab import wait_until as wait_for
 from salt_redis_syndic.security.signing import load_or_create_signer
-from salt_redis_syndic.wire.envelope import encode_job, make_job
+from salt_redis_syndic.wire.jobs import encode_job, make_job
 
 pytestmark = pytest.mark.integration
 

@@ -19,13 +19,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lab import Lab, parse_json_output
 from lab import wait_until as wait_for
 from salt_redis_syndic.security.signing import Signer, load_or_create_signer
-from salt_redis_syndic.wire.envelope import (
-    encode_batch,
-    encode_job,
-    make_job,
-    pack,
-    seal,
-)
+from salt_redis_syndic.wire.codec import pack
+from salt_redis_syndic.wire.jobs import encode_job, make_job
+from salt_redis_syndic.wire.sealed import seal
+from salt_redis_syndic.wire.uplink import encode_batch
 
 pytestmark = pytest.mark.integration
 

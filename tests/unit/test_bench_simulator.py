@@ -8,8 +8,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bench.simulate_dcs import build_batches, heartbeat_record, sim_minions
 from salt_redis_syndic.security.dckeys import DcKeyring
 from salt_redis_syndic.security.signing import Signer, public_pem
-from salt_redis_syndic.wire.envelope import Ack, Return, decode_batch, unseal
+from salt_redis_syndic.wire.sealed import unseal
 from salt_redis_syndic.wire.status import read_status
+from salt_redis_syndic.wire.uplink import Ack, Return, decode_batch
 
 pytestmark = pytest.mark.unit
 

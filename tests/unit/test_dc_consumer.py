@@ -18,7 +18,8 @@ from salt_redis_syndic.security.signing import Signer
 from salt_redis_syndic.state.deadletter import DeadLetters
 from salt_redis_syndic.state.ledger import DcLedger
 from salt_redis_syndic.state.spool import Spool
-from salt_redis_syndic.wire.envelope import encode_job, make_job, pack
+from salt_redis_syndic.wire.codec import pack
+from salt_redis_syndic.wire.jobs import encode_job, make_job
 
 pytestmark = pytest.mark.unit
 

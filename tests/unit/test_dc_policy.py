@@ -17,13 +17,8 @@ from salt_redis_syndic.security.signing import Signer
 from salt_redis_syndic.state.deadletter import DeadLetters
 from salt_redis_syndic.state.ledger import DcLedger
 from salt_redis_syndic.state.spool import Spool
-from salt_redis_syndic.wire.envelope import (
-    Ack,
-    decode_batch,
-    encode_batch,
-    encode_job,
-    make_job,
-)
+from salt_redis_syndic.wire.jobs import encode_job, make_job
+from salt_redis_syndic.wire.uplink import Ack, decode_batch, encode_batch
 
 pytestmark = pytest.mark.unit
 

@@ -22,16 +22,10 @@ from salt_redis_syndic.security.signing import Signer, Verifier
 from salt_redis_syndic.state.deadletter import DeadLetters
 from salt_redis_syndic.state.ledger import DcLedger, MomLedger
 from salt_redis_syndic.state.spool import Spool
-from salt_redis_syndic.wire.envelope import (
-    VERSION,
-    Ack,
-    decode_job,
-    encode_batch,
-    encode_job,
-    make_job,
-    pack,
-    seal,
-)
+from salt_redis_syndic.wire.codec import VERSION, pack
+from salt_redis_syndic.wire.jobs import decode_job, encode_job, make_job
+from salt_redis_syndic.wire.sealed import seal
+from salt_redis_syndic.wire.uplink import Ack, encode_batch
 
 pytestmark = pytest.mark.unit
 

@@ -8,8 +8,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from salt_redis_syndic.errors import ConfigError, RejectedEntry
 from salt_redis_syndic.security.dckeys import DcKeyring
 from salt_redis_syndic.security.signing import Signer
-from salt_redis_syndic.wire.envelope import DcStatus, seal
-from salt_redis_syndic.wire.status import read_status
+from salt_redis_syndic.wire.sealed import seal
+from salt_redis_syndic.wire.status import DcStatus, read_status
 
 pytestmark = pytest.mark.unit
 

@@ -12,22 +12,10 @@ from hypothesis import strategies as st
 
 from salt_redis_syndic.errors import RejectedEntry
 from salt_redis_syndic.security.signing import Signer, Verifier
-from salt_redis_syndic.wire.envelope import (
-    LOAD_FIELDS,
-    VERSION,
-    Ack,
-    DcStatus,
-    JobEnvelope,
-    Return,
-    decode_batch,
-    decode_job,
-    decode_status,
-    encode_batch,
-    encode_job,
-    is_trimmed,
-    make_job,
-    pack,
-)
+from salt_redis_syndic.wire.codec import VERSION, pack
+from salt_redis_syndic.wire.jobs import LOAD_FIELDS, JobEnvelope, decode_job, encode_job, make_job
+from salt_redis_syndic.wire.status import DcStatus, decode_status
+from salt_redis_syndic.wire.uplink import Ack, Return, decode_batch, encode_batch, is_trimmed
 
 pytestmark = pytest.mark.unit
 

@@ -22,7 +22,8 @@ from salt_redis_syndic.estate.records import (
 from salt_redis_syndic.estate.roster import Delta, Entry
 from salt_redis_syndic.security.dckeys import DcKeyring
 from salt_redis_syndic.security.signing import Signer
-from salt_redis_syndic.wire.envelope import pack, seal
+from salt_redis_syndic.wire.codec import pack
+from salt_redis_syndic.wire.sealed import seal
 
 pytestmark = pytest.mark.unit
 EPOCH = "0123456789abcdef"

@@ -25,7 +25,8 @@ from salt_redis_syndic.security.dckeys import DcKeyring
 from salt_redis_syndic.security.signing import Signer
 from salt_redis_syndic.state.deadletter import DeadLetters
 from salt_redis_syndic.state.ledger import MomLedger
-from salt_redis_syndic.wire.envelope import Event, decode_batch, encode_batch, seal
+from salt_redis_syndic.wire.sealed import seal
+from salt_redis_syndic.wire.uplink import Event, decode_batch, encode_batch
 
 pytestmark = pytest.mark.unit
 

@@ -17,13 +17,8 @@ from salt_redis_syndic.security.signing import Signer, Verifier
 from salt_redis_syndic.state.deadletter import DeadLetters
 from salt_redis_syndic.state.ledger import DcLedger
 from salt_redis_syndic.state.spool import Spool
-from salt_redis_syndic.wire.envelope import (
-    EventsEnvelope,
-    decode_entry,
-    decode_job,
-    encode_events,
-    pack,
-)
+from salt_redis_syndic.wire.codec import pack
+from salt_redis_syndic.wire.jobs import EventsEnvelope, decode_entry, decode_job, encode_events
 
 pytestmark = pytest.mark.unit
 

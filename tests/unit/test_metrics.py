@@ -23,7 +23,9 @@ from salt_redis_syndic.security.dckeys import DcKeyring
 from salt_redis_syndic.security.signing import Signer
 from salt_redis_syndic.state.ledger import DcLedger, MomLedger
 from salt_redis_syndic.state.spool import Spool
-from salt_redis_syndic.wire.envelope import DcStatus, decode_status, pack, seal
+from salt_redis_syndic.wire.codec import pack
+from salt_redis_syndic.wire.sealed import seal
+from salt_redis_syndic.wire.status import DcStatus, decode_status
 
 pytestmark = pytest.mark.unit
 

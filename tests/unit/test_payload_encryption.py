@@ -8,16 +8,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from salt_redis_syndic.config import load_settings
 from salt_redis_syndic.errors import ConfigError, RejectedEntry
-from salt_redis_syndic.security.confidential import (
-    batch_aad,
-    generate_key_text,
-    is_wrapped,
-    load_payload_key,
-    unwrap,
-    wrap,
-)
+from salt_redis_syndic.security.confidential import generate_key_text, load_payload_key
 from salt_redis_syndic.security.signing import Signer, Verifier
-from salt_redis_syndic.wire.envelope import decode_job, encode_job, make_job
+from salt_redis_syndic.wire.jobs import decode_job, encode_job, make_job
+from salt_redis_syndic.wire.sealed import is_wrapped, unwrap, wrap
+from salt_redis_syndic.wire.uplink import batch_aad
 
 pytestmark = pytest.mark.unit
 

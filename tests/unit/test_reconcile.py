@@ -10,17 +10,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from salt_redis_syndic.errors import RejectedEntry
 from salt_redis_syndic.jobs.publisher import publish_load
 from salt_redis_syndic.jobs.reconcile import DcView, due_resends
-from salt_redis_syndic.returns.confirm import (
-    Confirm,
-    ResendPlanner,
-    UplinkTracker,
-    decode_confirm,
-    read_confirm,
-)
+from salt_redis_syndic.returns.confirm import ResendPlanner, UplinkTracker
 from salt_redis_syndic.security.signing import Signer, Verifier
 from salt_redis_syndic.state.ledger import DcLedger, MomLedger, OutboxJob
 from salt_redis_syndic.transport.stream import stream_id_key
-from salt_redis_syndic.wire.envelope import pack, seal
+from salt_redis_syndic.wire.codec import pack
+from salt_redis_syndic.wire.confirm import Confirm, decode_confirm, read_confirm
+from salt_redis_syndic.wire.sealed import seal
 
 pytestmark = pytest.mark.unit
 
@@ -204,7 +200,7 @@ def test_publisher_recovers_unsent_outbox_entries_and_jobs_it_never_saw(tmp_path
     from salt_redis_syndic.config import load_settings
     from salt_redis_syndic.jobs.publisher import JobPublisher
     from salt_redis_syndic.runtime import Counters
-    from salt_redis_syndic.wire.envelope import decode_job
+    from salt_redis_syndic.wire.jobs import decode_job
 
     settings = load_settings({"id": "mom", "cachedir": str(tmp_path)}, {"role": "mom", "redis_url": "redis://127.0.0.1:1/0"})
     ledger = MomLedger(str(tmp_path / "mom.sqlite"))
@@ -236,7 +232,7 @@ def test_publisher_recovers_unsent_outbox_entries_and_jobs_it_never_saw(tmp_path
 
 def test_outbox_entry_names_the_dcs_a_job_is_addressed_to():
     from salt_redis_syndic.jobs.publisher import entry_dcs
-    from salt_redis_syndic.wire.envelope import encode_job, make_job
+    from salt_redis_syndic.wire.jobs import encode_job, make_job
 
     base = {"jid": "20240501123456789001", "fun": "test.ping", "arg": [], "tgt": "*", "tgt_type": "glob"}
     assert entry_dcs(encode_job(make_job(base, "mom", 60, dcs=("east",)), MOM_KEY)) == ("east",)
