@@ -30,6 +30,7 @@ from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
 from ..transport.stream import JobStream, stream_id_key
 from ..wire.jobs import EventsEnvelope, JobEnvelope, decode_entry
+from ..wire.subjobs import job_identity, saved_load_is
 from ..wire.uplink import Ack
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class JobConsumer:
         self.keys = Keys(settings.namespace)
         self.cursor = ledger.cursor(default="")
         self.joined_at = ledger.joined_at()
-        self._reacked: dict[str, float] = {}
+        self._reacked: dict[tuple[str, str], float] = {}
         self._next_prune = 0.0
         self._next_gap_check = 0.0
         self._gap_reported: str | None = None
@@ -162,7 +163,9 @@ class JobConsumer:
             self.counters.inc("jobs_not_addressed")
             log.debug("redis_syndic: job %s is for DC(s) %s, not %s; skipped", job.jid, ", ".join(job.dcs or ()), self.dc)
             return
-        is_new, status = self.ledger.claim(job.jid, job.origin)
+        # The unit of dedupe is the sub-job: Salt's batch mode publishes each sub-batch under the
+        # same jid with its own minion list; a replayed or re-sent entry has the same signed load.
+        is_new, status = self.ledger.claim(job.jid, job.origin, job_identity(job.load))
         if not is_new:
             if status == "pending":
                 self._recover(job)
@@ -197,8 +200,9 @@ class JobConsumer:
                     continue
                 log.error("redis_syndic: local master refused job %s (%s): reported as failed", job.jid, err)
                 self.counters.inc("jobs_failed")
-                self._send_ack(Ack(job.jid, self.dc, "failed", reason=str(err)[:300]), job.origin)
-                self.ledger.mark(job.jid, "failed")
+                sub = self._row_sub(job)
+                self._send_ack(Ack(job.jid, self.dc, "failed", reason=str(err)[:300], sub=sub), job.origin)
+                self.ledger.mark(job.jid, "failed", sub=sub)
                 return
         else:
             return  # stopping: the claim stays 'pending' and is resolved at the next start
@@ -206,44 +210,59 @@ class JobConsumer:
         log.info("redis_syndic: published job %s (%s) from %s to %d minion(s) on DC %s",
                  job.jid, job.load.get("fun"), job.origin, len(minions), self.dc)
         # relay: this DC is also a MoM for DCs below; their minions follow in ack extensions.
-        self._send_ack(Ack(job.jid, self.dc, "published", minions=minions, more=self.settings.relay), job.origin)
-        self.ledger.mark(job.jid, "published", minions)
+        sub = self._row_sub(job)
+        self._send_ack(Ack(job.jid, self.dc, "published", minions=minions, more=self.settings.relay, sub=sub), job.origin)
+        self.ledger.mark(job.jid, "published", minions, sub=sub)
+
+    def _row_sub(self, job: JobEnvelope) -> str:
+        """The ledger row that settles ``job``: its sub-job's, or a whole-jid row from before sub-jobs."""
+        sub = job_identity(job.load)
+        record = self.ledger.get(job.jid, sub)
+        return record.sub if record is not None else sub
 
     def _duplicate(self, job: JobEnvelope, status: str) -> None:
         """A jid handled before (replayed, or re-sent by a MoM that lacks our ack): ack again, never run."""
         self.counters.inc("jobs_duplicate")
+        sub = job_identity(job.load)
         now = time.monotonic()
-        if now - self._reacked.get(job.jid, float("-inf")) < self.settings.reconcile_interval:
+        if now - self._reacked.get((job.jid, sub), float("-inf")) < self.settings.reconcile_interval:
             return  # a replay flood must not become an ack flood
         if len(self._reacked) > 10_000:
             self._reacked = {j: t for j, t in self._reacked.items() if now - t < self.settings.reconcile_interval}
-        self._reacked[job.jid] = now
-        record = self.ledger.get(job.jid)
+        self._reacked[(job.jid, sub)] = now
+        record = self.ledger.get(job.jid, sub)
         log.info("redis_syndic: job %s already handled on DC %s (%s); not publishing again, acknowledging again",
                  job.jid, self.dc, status)
+        # A whole-jid record (from before sub-jobs) answers with a whole-jid ack, as it did then.
+        acked_sub = record.sub if record else sub
         if status == "published":
             ack = Ack(job.jid, self.dc, "published", minions=record.minions if record else [],
-                      more=self.settings.relay)
+                      more=self.settings.relay, sub=acked_sub)
         else:
             ack = Ack(job.jid, self.dc, "skipped" if status == "before_join" else status,
-                      reason=f"{status} on DC {self.dc} (acknowledged again)")
+                      reason=f"{status} on DC {self.dc} (acknowledged again)", sub=acked_sub)
         self._send_ack(ack, job.origin)
 
     def _before_join(self, job: JobEnvelope) -> None:
         """A job issued before this DC engine first ran (re-sent for other DCs): not ours to run."""
         log.info("redis_syndic: job %s was issued before DC %s joined; not run here", job.jid, self.dc)
         self.counters.inc("jobs_skipped")
-        self._send_ack(Ack(job.jid, self.dc, "skipped", reason=f"issued before DC {self.dc} joined"), job.origin)
-        self.ledger.mark(job.jid, "before_join")
+        sub = self._row_sub(job)
+        self._send_ack(Ack(job.jid, self.dc, "skipped", reason=f"issued before DC {self.dc} joined", sub=sub), job.origin)
+        self.ledger.mark(job.jid, "before_join", sub=sub)
 
     def _recover(self, job: JobEnvelope) -> None:
         """A previous run crashed between claiming and settling this job: did it publish?"""
+        sub = self._row_sub(job)
         load = self.cache.get_load(job.jid)
-        if load:
+        # The master keeps one saved load per jid: with several sub-jobs (a batch), it is the
+        # last one published, which is this one only if its target is this one's.
+        if load and (self.ledger.subs_of(job.jid) == [sub] or saved_load_is(load, job.load)):
             minions = sorted(load.get("Minions") or load.get("minions") or [])
             log.warning("redis_syndic: job %s was published before a restart; re-sending its ack", job.jid)
-            self._send_ack(Ack(job.jid, self.dc, "published", minions=minions, more=self.settings.relay), job.origin)
-            self.ledger.mark(job.jid, "published", minions)
+            self._send_ack(Ack(job.jid, self.dc, "published", minions=minions, more=self.settings.relay, sub=sub),
+                           job.origin)
+            self.ledger.mark(job.jid, "published", minions, sub=sub)
         elif job.is_expired(time.time(), self.settings.clock_skew):
             self._expired("", job, time.time())
         elif not self._refused("", job):
@@ -257,8 +276,10 @@ class JobConsumer:
         self.counters.inc("jobs_expired")
         self.bus.fire({"jid": job.jid, "dc": self.dc, "fun": job.load.get("fun"), "expired_for": age,
                        "entry_id": entry_id}, f"redis_syndic/job/{job.jid}/expired")
-        self._send_ack(Ack(job.jid, self.dc, "expired", reason=f"expired {age:.0f}s before it reached DC {self.dc}"), job.origin)
-        self.ledger.mark(job.jid, "expired")
+        sub = self._row_sub(job)
+        self._send_ack(Ack(job.jid, self.dc, "expired", reason=f"expired {age:.0f}s before it reached DC {self.dc}", sub=sub),
+                       job.origin)
+        self.ledger.mark(job.jid, "expired", sub=sub)
 
     def _refused(self, entry_id: str, job: JobEnvelope) -> bool:
         """Apply this DC's policy (allow/deny functions and targets); a refused job is reported, never run."""
@@ -271,8 +292,9 @@ class JobConsumer:
         self.counters.inc("jobs_refused")
         self.bus.fire({"jid": job.jid, "dc": self.dc, "fun": fun, "tgt": tgt, "tgt_type": tgt_type,
                        "reason": reason, "entry_id": entry_id}, f"redis_syndic/job/{job.jid}/refused")
-        self._send_ack(Ack(job.jid, self.dc, "refused", reason=f"DC {self.dc} policy: {reason}"[:300]), job.origin)
-        self.ledger.mark(job.jid, "refused")
+        sub = self._row_sub(job)
+        self._send_ack(Ack(job.jid, self.dc, "refused", reason=f"DC {self.dc} policy: {reason}"[:300], sub=sub), job.origin)
+        self.ledger.mark(job.jid, "refused", sub=sub)
         return True
 
     def _send_ack(self, ack: Ack, mom: str) -> None:

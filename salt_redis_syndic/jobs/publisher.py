@@ -27,6 +27,7 @@ from ..transport.keys import Keys
 from ..transport.stream import JobStream
 from ..wire.codec import pack, unpack
 from ..wire.jobs import JobEnvelope, encode_events, encode_job, make_job
+from ..wire.subjobs import job_identity
 from .targeting import BadTarget, dcs_from_load, is_relayed
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,16 @@ class JobPublisher:
         self.keys = Keys(settings.namespace)
         self._rl = RateLimitedLog(log)
         self.down = DownForwarder(settings)
+        # The sub-job identity of each entry not yet appended, by id() of its fields: a batch
+        # sends several entries under one jid, each kept and confirmed on its own in the outbox.
+        self._subs: dict[int, str] = {}
+
+    def _entry(self, job: JobEnvelope, fields: dict[str, bytes], sub: str | None = None) -> tuple[JobEnvelope, dict[str, bytes]]:
+        self._subs[id(fields)] = job_identity(job.load) if sub is None else sub
+        return job, fields
+
+    def _sub(self, fields: dict[str, bytes]) -> str:
+        return self._subs.get(id(fields), "")
 
     def job_from_event(self, tag: str, data: Mapping[str, Any]) -> JobEnvelope | None:
         match = PUBLISH_TAG.match(tag)
@@ -95,12 +106,12 @@ class JobPublisher:
         ``auth_list`` a DC master re-checks for other users: those are reported, not run).
         """
         out: list[tuple[JobEnvelope, dict[str, bytes]]] = []
-        for jid, packed, expires_at in self.ledger.unsent():
+        for jid, packed, expires_at, sub in self.ledger.unsent_subs():
             fields = unpack_fields(packed)
             if fields is not None and expires_at > time.time():
                 log.warning("redis_syndic: job %s was recorded but maybe never appended before a restart; appending it", jid)
-                out.append((JobEnvelope(jid=jid, load={}, origin=self.settings.master_id, issued_at=0.0,
-                                        expires_at=expires_at, dcs=entry_dcs(fields)), fields))
+                out.append(self._entry(JobEnvelope(jid=jid, load={}, origin=self.settings.master_id, issued_at=0.0,
+                                                   expires_at=expires_at, dcs=entry_dcs(fields)), fields, sub))
         if self.recent_loads is None:
             return out
         now = time.time()
@@ -127,8 +138,8 @@ class JobPublisher:
                         jid, saved.get("fun"))
             self.counters.inc("jobs_recovered")
             fields = encode_job(job, self.signer, self.payload_keys)
-            self.ledger.add_outbox([(jid, pack(fields), job.expires_at)])
-            out.append((job, fields))
+            self.ledger.add_outbox([(jid, pack(fields), job.expires_at, job_identity(job.load))])
+            out.append(self._entry(job, fields))
         return out
 
     def run(self) -> None:
@@ -142,7 +153,7 @@ class JobPublisher:
             while event is not None:  # drain what is already queued: one round trip for a burst
                 job = self.job_from_event(*event)
                 if job is not None:
-                    pending.append((job, encode_job(job, self.signer, self.payload_keys)))
+                    pending.append(self._entry(job, encode_job(job, self.signer, self.payload_keys)))
                 else:
                     self.down.offer(*event)
                 if len(pending) >= 200 or len(self.down.pending) >= 200:
@@ -151,7 +162,8 @@ class JobPublisher:
             if not pending and not self.down.pending:
                 continue
             if recorded < len(pending):  # into the outbox before Redis: a crash now loses nothing
-                self.ledger.add_outbox([(job.jid, pack(fields), job.expires_at) for job, fields in pending[recorded:]])
+                self.ledger.add_outbox([(job.jid, pack(fields), job.expires_at, self._sub(fields))
+                                        for job, fields in pending[recorded:]])
                 recorded = len(pending)
             try:
                 entries = [fields for _, fields in pending]
@@ -167,11 +179,11 @@ class JobPublisher:
                 self.stop.wait(backoff.next())
                 continue
             backoff.reset()
-            self.ledger.mark_sent([(job.jid, entry_id) for (job, _), entry_id in zip(pending, ids)])
-            for job, _ in pending:
+            self.ledger.mark_sent([(job.jid, entry_id, self._sub(fields)) for (job, fields), entry_id in zip(pending, ids)])
+            for job, fields in pending:
                 log.info("redis_syndic: job %s (%s) sent to %s", job.jid, job.load.get("fun"),
                          f"DC(s) {', '.join(job.dcs)}" if job.dcs is not None else "the DCs")
-                self.published.put((job.jid, job.expires_at, job.dcs))
+                self.published.put((job.jid, job.expires_at, job.dcs, self._subs.pop(id(fields), "")))
             self.counters.inc("jobs_forwarded", len(pending))
             self.counters.inc("events_forwarded", len(self.down.pending))
             pending, recorded = [], 0

@@ -34,6 +34,7 @@ from ..transport.stream import JobStream
 from ..wire.announce import announced_key
 from ..wire.sealed import seal
 from ..wire.status import DcStatus, read_status
+from ..wire.subjobs import EXTENSION
 from ..wire.uplink import Ack, Event, Return, read_batch
 from .barrier import Abandon, Announce, Overdue, ReleaseBarrier, Released, Store
 from .confirm import UplinkTracker
@@ -237,10 +238,11 @@ class Collector:
             except queue.Empty:
                 return
             addressed = rest[0] if rest and rest[0] is not None else None
+            sub = rest[1] if len(rest) > 1 and rest[1] else None  # a batch: each sub-batch is a round
             self.ledger.record_published(jid, expires_at)
             # Only the DCs a job is addressed to are waited for (the others never see it).
             live = self.live_dcs if addressed is None else self.live_dcs & set(addressed)
-            self.execute(self.barrier.published(jid, live, now))
+            self.execute(self.barrier.published(jid, live, now, sub))
             if addressed is not None and set(addressed) - self.known_dcs:
                 unknown = sorted(set(addressed) - self.known_dcs)
                 log.warning("redis_syndic: job %s is addressed to DC(s) %s that never sent a heartbeat (typo?)",
@@ -284,9 +286,10 @@ class Collector:
                     actions.append(Announce(msg.jid, msg.dc))  # the CLI extends its expected set
                 actions += self.barrier.ack(msg.jid, msg.dc, live, now, acked, more=msg.more)
             elif isinstance(msg, Ack):
-                if not self.ledger.record_ack(msg.jid, msg.dc, msg.status, msg.minions, msg.reason):
+                # One ack per sub-job (batch mode); the DC's minions are the union of them.
+                if not self.ledger.record_ack(msg.jid, msg.dc, msg.status, msg.minions, msg.reason, sub=msg.sub):
                     self.counters.inc("acks_duplicate")
-                actions += self.barrier.ack(msg.jid, msg.dc, live, now, acked, more=msg.more)
+                actions += self.barrier.ack(msg.jid, msg.dc, live, now, acked, more=msg.more, sub=msg.sub or None)
             else:
                 batch.remaining += 1
                 actions += self.barrier.add_return(msg.jid, msg.dc, _HeldReturn(msg, batch), live, now, acked)
@@ -305,7 +308,7 @@ class Collector:
     def execute(self, actions: list[Any]) -> None:
         for action in actions:
             if isinstance(action, Announce):
-                self.announce(action.jid, action.dc)
+                self.announce(action.jid, action.dc, action.sub)
             elif isinstance(action, Store):
                 held: _HeldReturn = action.item
                 self.store(held.ret)
@@ -329,15 +332,19 @@ class Collector:
                             action.jid, ", ".join(action.dcs), self.settings.ack_wait)
                 self.bus.fire({"jid": action.jid, "dcs": list(action.dcs)}, f"redis_syndic/job/{action.jid}/unacknowledged")
 
-    def announce(self, jid: str, dc: str) -> None:
-        status, minions = self.ledger.acks(jid).get(dc, ("unknown", []))
+    def announce(self, jid: str, dc: str, sub: str | None = None) -> None:
+        """``sub``: announce that sub-job's minions (a batch's sub-batch); None: the DC's whole list."""
+        status, minions = merged = self.ledger.acks(jid).get(dc, ("unknown", []))
+        if sub is not None and sub != EXTENSION:
+            # The CLI iterator of a sub-batch waits for the minions of this event: only its own.
+            status, minions = self.ledger.ack_rows(jid).get(dc, {}).get(sub, merged)
         if status == "published":
             # The event first: the waiting CLI extends its expected set from it.
             self.bus.fire({"jid": jid, "minions": minions, "missing": [], "syndic_id": dc},
                           f"syndic/{dc}/salt/job/{jid}/new")
-            if minions:
-                self.cache.store_minions(jid, minions, dc)
-                self.cache.note_dc_minions(jid, dc, minions)
+            if merged[1]:  # the job cache keeps one list per DC: all its sub-jobs' minions
+                self.cache.store_minions(jid, merged[1], dc)
+                self.cache.note_dc_minions(jid, dc, merged[1])
             return
         log.warning("redis_syndic: job %s was not run on DC %s: %s", jid, dc, status)
         self.counters.inc(f"jobs_{status}")

@@ -20,7 +20,11 @@ import threading
 import time
 from dataclasses import dataclass
 
+from ..wire.subjobs import EXTENSION, WHOLE_JID, covers, merge_acks
+from .ledger_migrate import DC_TABLES, MOM_TABLES, add_sub_keys
+
 ACKS_CACHE_JIDS = 256  # jids whose acks MomLedger keeps parsed in memory
+
 
 
 def ledger_file(state_dir: str, role: str) -> str:
@@ -42,6 +46,7 @@ class JobRecord:
     status: str
     minions: list[str]
     updated_at: float
+    sub: str = WHOLE_JID  # the sub-job (see subjobs); '' for a row that covers the whole jid
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class OutboxJob:
     entry_id: str
     sent_at: float
     sends: int
+    sub: str = WHOLE_JID  # the sub-job this entry carries (a batch sends several under one jid)
 
 
 class DcLedger:
@@ -64,8 +70,8 @@ class DcLedger:
             """
             CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS jobs (
-                jid TEXT PRIMARY KEY, origin TEXT NOT NULL, status TEXT NOT NULL,
-                minions TEXT NOT NULL DEFAULT '[]', updated_at REAL NOT NULL);
+                jid TEXT NOT NULL, sub TEXT NOT NULL DEFAULT '', origin TEXT NOT NULL, status TEXT NOT NULL,
+                minions TEXT NOT NULL DEFAULT '[]', updated_at REAL NOT NULL, PRIMARY KEY (jid, sub));
             CREATE INDEX IF NOT EXISTS jobs_updated ON jobs(updated_at);
             CREATE TABLE IF NOT EXISTS sent (
                 mom TEXT NOT NULL, seq INTEGER NOT NULL, raw BLOB NOT NULL, sent_at REAL NOT NULL,
@@ -73,6 +79,7 @@ class DcLedger:
             """
         )
         with self._lock:
+            add_sub_keys(self._db, DC_TABLES)  # a ledger from before sub-jobs: its rows cover whole jids
             self._db.execute("INSERT OR IGNORE INTO kv(k, v) VALUES('joined_at', ?)", (repr(time.time()),))
 
     def joined_at(self) -> float:
@@ -138,40 +145,55 @@ class DcLedger:
         with self._lock:
             self._db.execute("INSERT INTO kv(k, v) VALUES('cursor', ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v", (stream_id,))
 
-    def claim(self, jid: str, origin: str) -> tuple[bool, str]:
-        """Record that ``jid`` is about to be published.
+    def claim(self, jid: str, origin: str, sub: str = WHOLE_JID) -> tuple[bool, str]:
+        """Record that sub-job ``sub`` of ``jid`` is about to be published.
 
-        Returns ``(True, "pending")`` for a new jid, else ``(False, <its recorded status>)``.
+        Returns ``(True, "pending")`` for a new one, else ``(False, <its recorded status>)``.
+        A whole-jid row (written before sub-jobs, or ``sub=''``) claims every sub-job of its jid.
         """
         with self._lock:
+            if sub != WHOLE_JID:
+                row = self._db.execute("SELECT status FROM jobs WHERE jid=? AND sub=?", (jid, WHOLE_JID)).fetchone()
+                if row:
+                    return False, row[0]
             cur = self._db.execute(
-                "INSERT OR IGNORE INTO jobs(jid, origin, status, updated_at) VALUES (?, ?, 'pending', ?)",
-                (jid, origin, time.time()),
+                "INSERT OR IGNORE INTO jobs(jid, sub, origin, status, updated_at) VALUES (?, ?, ?, 'pending', ?)",
+                (jid, sub, origin, time.time()),
             )
             if cur.rowcount == 1:
                 return True, "pending"
-            row = self._db.execute("SELECT status FROM jobs WHERE jid=?", (jid,)).fetchone()
+            row = self._db.execute("SELECT status FROM jobs WHERE jid=? AND sub=?", (jid, sub)).fetchone()
             return False, row[0] if row else "unknown"
 
-    def mark(self, jid: str, status: str, minions: list[str] | None = None) -> None:
+    def mark(self, jid: str, status: str, minions: list[str] | None = None, sub: str = WHOLE_JID) -> None:
         with self._lock:
             self._db.execute(
-                "UPDATE jobs SET status=?, minions=?, updated_at=? WHERE jid=?",
-                (status, json.dumps(minions or []), time.time(), jid),
+                "UPDATE jobs SET status=?, minions=?, updated_at=? WHERE jid=? AND sub=?",
+                (status, json.dumps(minions or []), time.time(), jid, sub),
             )
 
     def origin_of(self, jid: str) -> str | None:
         """The MoM a bridged jid came from (None: not a bridged job)."""
-        row = self._db.execute("SELECT origin FROM jobs WHERE jid=?", (jid,)).fetchone()
+        row = self._db.execute("SELECT origin FROM jobs WHERE jid=? LIMIT 1", (jid,)).fetchone()
         return row[0] if row else None
 
-    def get(self, jid: str) -> JobRecord | None:
-        row = self._db.execute("SELECT jid, status, minions, updated_at FROM jobs WHERE jid=?", (jid,)).fetchone()
-        return JobRecord(row[0], row[1], json.loads(row[2]), row[3]) if row else None
+    def get(self, jid: str, sub: str | None = None) -> JobRecord | None:
+        """The record of sub-job ``sub`` of ``jid`` (or the whole-jid row that covers it); None: its latest."""
+        if sub is None:
+            row = self._db.execute("SELECT jid, status, minions, updated_at, sub FROM jobs WHERE jid=? "
+                                   "ORDER BY updated_at DESC, rowid DESC LIMIT 1", (jid,)).fetchone()
+        else:
+            row = self._db.execute("SELECT jid, status, minions, updated_at, sub FROM jobs WHERE jid=? AND sub IN (?, ?) "
+                                   "ORDER BY sub DESC LIMIT 1", (jid, sub, WHOLE_JID)).fetchone()
+        return JobRecord(row[0], row[1], json.loads(row[2]), row[3], row[4]) if row else None
+
+    def subs_of(self, jid: str) -> list[str]:
+        """The sub-jobs of ``jid`` this DC claimed (a batch has one per sub-batch)."""
+        return [row[0] for row in self._db.execute("SELECT sub FROM jobs WHERE jid=? ORDER BY sub", (jid,))]
 
     def pending(self) -> list[tuple[str, str]]:
         """(jid, origin) of jobs claimed but not known to be settled: a crash happened mid-publish."""
-        return list(self._db.execute("SELECT jid, origin FROM jobs WHERE status='pending' ORDER BY jid"))
+        return list(self._db.execute("SELECT DISTINCT jid, origin FROM jobs WHERE status='pending' ORDER BY jid"))
 
     def counts(self) -> dict[str, int]:
         return {status: n for status, n in self._db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status")}
@@ -193,8 +215,8 @@ class MomLedger:
         self._db.executescript(
             """
             CREATE TABLE IF NOT EXISTS acks (
-                jid TEXT NOT NULL, dc TEXT NOT NULL, status TEXT NOT NULL, minions TEXT NOT NULL,
-                reason TEXT NOT NULL DEFAULT '', at REAL NOT NULL, PRIMARY KEY (jid, dc));
+                jid TEXT NOT NULL, dc TEXT NOT NULL, sub TEXT NOT NULL DEFAULT '', status TEXT NOT NULL, minions TEXT NOT NULL,
+                reason TEXT NOT NULL DEFAULT '', at REAL NOT NULL, PRIMARY KEY (jid, dc, sub));
             CREATE TABLE IF NOT EXISTS stored (
                 jid TEXT NOT NULL, minion TEXT NOT NULL, dc TEXT NOT NULL, at REAL NOT NULL,
                 PRIMARY KEY (jid, minion));
@@ -202,8 +224,9 @@ class MomLedger:
             CREATE INDEX IF NOT EXISTS acks_at ON acks(at);
             CREATE INDEX IF NOT EXISTS stored_at ON stored(at);
             CREATE TABLE IF NOT EXISTS outbox (
-                jid TEXT PRIMARY KEY, entry BLOB NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL,
-                entry_id TEXT NOT NULL DEFAULT '', sent_at REAL NOT NULL DEFAULT 0, sends INTEGER NOT NULL DEFAULT 0);
+                jid TEXT NOT NULL, sub TEXT NOT NULL DEFAULT '', entry BLOB NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL,
+                entry_id TEXT NOT NULL DEFAULT '', sent_at REAL NOT NULL DEFAULT 0, sends INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (jid, sub));
             CREATE INDEX IF NOT EXISTS outbox_expires ON outbox(expires_at);
             CREATE TABLE IF NOT EXISTS dcs (dc TEXT PRIMARY KEY, first_seen REAL NOT NULL);
             CREATE TABLE IF NOT EXISTS uplink_seq (dc TEXT PRIMARY KEY, done_upto INTEGER NOT NULL, max_seen INTEGER NOT NULL);
@@ -212,47 +235,61 @@ class MomLedger:
         )
         self._db.execute("PRAGMA synchronous=NORMAL")
         with self._lock:
+            add_sub_keys(self._db, MOM_TABLES)  # a ledger from before sub-jobs: its rows cover whole jids
             self._db.execute("INSERT OR IGNORE INTO meta(k, v) VALUES('created_at', ?)", (repr(time.time()),))
         # acks(jid) is read for every stored return: parsing every DC's minion list from JSON
         # each time grew with the DC size (10 DCs x 1,000 minions: 10,000 names per return).
-        self._acks_cache: dict[str, dict[str, tuple[str, list[str]]]] = {}
+        self._acks_cache: dict[str, dict[str, dict[str, tuple[str, list[str]]]]] = {}
+        self._merged_cache: dict[str, dict[str, tuple[str, list[str]]]] = {}  # acks(jid), same lifetime
 
     def created_at(self) -> float:
         """When this MoM ledger was created: jobs older than that predate the bridge."""
         return float(self._db.execute("SELECT v FROM meta WHERE k='created_at'").fetchone()[0])
 
     # -- outbox: signed job entries kept until they expire ---------------------------------
-    def add_outbox(self, items: list[tuple[str, bytes, float]]) -> None:
-        """Record ``(jid, packed entry, expires_at)`` before the entries go to Redis (first one wins)."""
+    def add_outbox(self, items: list[tuple[str, bytes, float] | tuple[str, bytes, float, str]]) -> None:
+        """Record ``(jid, packed entry, expires_at[, sub])`` before the entries go to Redis (first one wins).
+
+        Keyed by (jid, sub-job): every sub-batch of a batch job has its own entry.
+        """
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR IGNORE INTO outbox(jid, entry, created_at, expires_at) VALUES (?, ?, ?, ?)",
-                                 [(jid, entry, now, exp) for jid, entry, exp in items])
+            self._db.executemany("INSERT OR IGNORE INTO outbox(jid, sub, entry, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                                 [(item[0], item[3] if len(item) > 3 else WHOLE_JID, item[1], now, item[2])
+                                  for item in items])
             self._db.execute("COMMIT")
 
-    def mark_sent(self, sent: list[tuple[str, str]]) -> None:
-        """``(jid, stream entry id)`` pairs that Redis accepted."""
+    def mark_sent(self, sent: list[tuple[str, str] | tuple[str, str, str]]) -> None:
+        """``(jid, stream entry id[, sub])`` that Redis accepted."""
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("UPDATE outbox SET entry_id=?, sent_at=?, sends=sends+1 WHERE jid=?",
-                                 [(entry_id, now, jid) for jid, entry_id in sent])
+            self._db.executemany("UPDATE outbox SET entry_id=?, sent_at=?, sends=sends+1 WHERE jid=? AND sub=?",
+                                 [(item[1], now, item[0], item[2] if len(item) > 2 else WHOLE_JID) for item in sent])
             self._db.execute("COMMIT")
 
     def unsent(self) -> list[tuple[str, bytes, float]]:
         """Outbox entries never accepted by Redis (the engine died before or during the append)."""
-        return [(jid, bytes(e), exp) for jid, e, exp in
-                self._db.execute("SELECT jid, entry, expires_at FROM outbox WHERE sends=0 ORDER BY created_at")]
+        return [(jid, entry, exp) for jid, entry, exp, _ in self.unsent_subs()]
+
+    def unsent_subs(self) -> list[tuple[str, bytes, float, str]]:
+        """:meth:`unsent` with each entry's sub-job."""
+        return [(jid, bytes(e), exp, sub) for jid, e, exp, sub in
+                self._db.execute("SELECT jid, entry, expires_at, sub FROM outbox WHERE sends=0 ORDER BY created_at")]
 
     def open_jobs(self, now: float) -> list[OutboxJob]:
-        """Sent, unexpired outbox jobs, oldest first: what reconciliation looks at."""
-        rows = self._db.execute("SELECT jid, created_at, expires_at, entry_id, sent_at, sends FROM outbox "
+        """Sent, unexpired outbox jobs (one per sub-job), oldest first: what reconciliation looks at."""
+        rows = self._db.execute("SELECT jid, created_at, expires_at, entry_id, sent_at, sends, sub FROM outbox "
                                 "WHERE expires_at > ? AND sends > 0 ORDER BY created_at", (now,))
         return [OutboxJob(*row) for row in rows]
 
-    def outbox_entry(self, jid: str) -> bytes | None:
-        row = self._db.execute("SELECT entry FROM outbox WHERE jid=?", (jid,)).fetchone()
+    def outbox_entry(self, jid: str, sub: str | None = None) -> bytes | None:
+        """The signed entry of sub-job ``sub`` of ``jid`` (None: its first sub-job)."""
+        if sub is None:
+            row = self._db.execute("SELECT entry FROM outbox WHERE jid=? ORDER BY created_at LIMIT 1", (jid,)).fetchone()
+        else:
+            row = self._db.execute("SELECT entry FROM outbox WHERE jid=? AND sub=?", (jid, sub)).fetchone()
         return bytes(row[0]) if row else None
 
     def in_outbox(self, jids: list[str]) -> set[str]:
@@ -260,7 +297,7 @@ class MomLedger:
         for i in range(0, len(jids), 500):
             chunk = jids[i:i + 500]
             marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in self._db.execute(f"SELECT jid FROM outbox WHERE jid IN ({marks})", chunk))
+            found.update(r[0] for r in self._db.execute(f"SELECT DISTINCT jid FROM outbox WHERE jid IN ({marks})", chunk))
         return found
 
     # -- DCs and their uplink batch numbers ------------------------------------------------
@@ -286,43 +323,66 @@ class MomLedger:
         row = self._db.execute("SELECT at FROM published WHERE jid=?", (jid,)).fetchone()
         return row[0] if row else None
 
-    def record_ack(self, jid: str, dc: str, status: str, minions: list[str], reason: str = "") -> bool:
-        """Store an ack; False if this (jid, dc) was acknowledged before (the first one wins)."""
+    def record_ack(self, jid: str, dc: str, status: str, minions: list[str], reason: str = "",
+                   sub: str = WHOLE_JID) -> bool:
+        """Store an ack; False if this (jid, dc, sub-job) was acknowledged before (the first one wins).
+
+        A batch job has one ack per sub-job from each DC; :meth:`acks` merges them.
+        """
         with self._lock:
             cur = self._db.execute(
-                "INSERT OR IGNORE INTO acks(jid, dc, status, minions, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
-                (jid, dc, status, json.dumps(minions), reason, time.time()),
+                "INSERT OR IGNORE INTO acks(jid, dc, sub, status, minions, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (jid, dc, sub, status, json.dumps(minions), reason, time.time()),
             )
             self._acks_cache.pop(jid, None)
+            self._merged_cache.pop(jid, None)
             return cur.rowcount == 1
 
     def extend_ack(self, jid: str, dc: str, minions: list[str]) -> list[str]:
         """Merge a middle master's ack extension into its (jid, dc) ack; returns the minions it added."""
         with self._lock:
-            row = self._db.execute("SELECT status, minions FROM acks WHERE jid=? AND dc=?", (jid, dc)).fetchone()
-            known = json.loads(row[1]) if row else []
-            if row is not None and row[0] != "published":
+            rows = self._db.execute("SELECT sub, status, minions FROM acks WHERE jid=? AND dc=? ORDER BY at",
+                                    (jid, dc)).fetchall()
+            status, known = merge_acks((st, json.loads(m)) for _, st, m in rows)
+            if rows and status != "published":
                 return []  # a job the DC did not run is not extended
             added = sorted(set(minions) - set(known))
-            merged = sorted(set(known) | set(minions))
+            ext = next((json.loads(m) for sub, _, m in rows if sub == EXTENSION), [])
             self._db.execute(
-                "INSERT INTO acks(jid, dc, status, minions, reason, at) VALUES (?, ?, 'published', ?, '', ?) "
-                "ON CONFLICT(jid, dc) DO UPDATE SET minions=excluded.minions",
-                (jid, dc, json.dumps(merged), time.time()),
+                "INSERT INTO acks(jid, dc, sub, status, minions, reason, at) VALUES (?, ?, ?, 'published', ?, '', ?) "
+                "ON CONFLICT(jid, dc, sub) DO UPDATE SET minions=excluded.minions",
+                (jid, dc, EXTENSION, json.dumps(sorted(set(ext) | set(minions))), time.time()),
             )
             self._acks_cache.pop(jid, None)
+            self._merged_cache.pop(jid, None)
             return added
 
-    def acks(self, jid: str) -> dict[str, tuple[str, list[str]]]:
-        """{dc: (status, minions)} for ``jid``; the minion lists are shared: do not mutate them."""
+    def ack_rows(self, jid: str) -> dict[str, dict[str, tuple[str, list[str]]]]:
+        """{dc: {sub-job: (status, minions)}} for ``jid``, oldest ack first; shared: do not mutate."""
         cached = self._acks_cache.get(jid)
         if cached is None:
-            cached = {dc: (status, json.loads(m))
-                      for dc, status, m in self._db.execute("SELECT dc, status, minions FROM acks WHERE jid=?", (jid,))}
+            cached = {}
+            for dc, sub, status, m in self._db.execute("SELECT dc, sub, status, minions FROM acks WHERE jid=? "
+                                                       "ORDER BY at, rowid", (jid,)):
+                cached.setdefault(dc, {})[sub] = (status, json.loads(m))
             if len(self._acks_cache) >= ACKS_CACHE_JIDS:
-                self._acks_cache.pop(next(iter(self._acks_cache)))  # oldest first
+                oldest = next(iter(self._acks_cache))
+                self._acks_cache.pop(oldest)
+                self._merged_cache.pop(oldest, None)
             self._acks_cache[jid] = cached
-        return dict(cached)
+        return cached
+
+    def acks(self, jid: str) -> dict[str, tuple[str, list[str]]]:
+        """{dc: (status, minions)} for ``jid``, each DC's sub-job acks merged (:func:`subjobs.merge_acks`)."""
+        merged = self._merged_cache.get(jid)
+        if merged is None or jid not in self._acks_cache:
+            merged = {dc: merge_acks(subs.values()) for dc, subs in self.ack_rows(jid).items()}
+            self._merged_cache[jid] = merged
+        return dict(merged)
+
+    def acked_dcs(self, jid: str, sub: str) -> set[str]:
+        """The DCs that acknowledged sub-job ``sub`` of ``jid`` (a whole-jid ack counts for every sub-job)."""
+        return {dc for dc, subs in self.ack_rows(jid).items() if covers(set(subs) - {EXTENSION}, sub)}
 
     def is_stored(self, jid: str, minion: str) -> bool:
         return self._db.execute("SELECT 1 FROM stored WHERE jid=? AND minion=?", (jid, minion)).fetchone() is not None
@@ -337,6 +397,7 @@ class MomLedger:
     def prune(self, older_than: float) -> None:
         with self._lock:
             self._acks_cache.clear()
+            self._merged_cache.clear()
             for table, col in (("acks", "at"), ("stored", "at"), ("published", "at"), ("outbox", "expires_at")):
                 self._db.execute(f"DELETE FROM {table} WHERE {col} < ?", (older_than,))
 

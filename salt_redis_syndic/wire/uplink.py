@@ -30,6 +30,7 @@ from .codec import (
     versioned,
 )
 from .sealed import Keyring, is_wrapped, open_sealed, unwrap
+from .subjobs import SUB_RE
 
 
 def is_trimmed(value: Any, marker: str = "VALUE_TRIMMED") -> bool:
@@ -63,6 +64,8 @@ class Ack:
     # extend its list (``ext``) with the minions of the DCs below it.
     ext: bool = False
     more: bool = False
+    # The sub-job acknowledged (batch mode: several under one jid, see subjobs); '' the whole jid.
+    sub: str = ""
 
     def to_wire(self) -> dict[str, Any]:
         wire = {"t": "ack", "jid": self.jid, "dc": self.dc, "status": self.status,
@@ -70,6 +73,8 @@ class Ack:
         for flag in ("ext", "more"):
             if getattr(self, flag):
                 wire[flag] = True
+        if self.sub:
+            wire["sub"] = self.sub
         return wire
 
 
@@ -141,8 +146,10 @@ def _decode_message(msg: Any, dc: str) -> UplinkMessage:
         ext, more = msg.get("ext", False), msg.get("more", False)
         require(isinstance(ext, bool) and isinstance(more, bool), "malformed", "ext and more must be booleans")
         require(not ext or status == "published", "malformed", "only a published ack can be extended")
+        sub = msg.get("sub", "")
+        require(sub == "" or (isinstance(sub, str) and bool(SUB_RE.match(sub))), "malformed", "sub must be a sub-job digest")
         return Ack(jid=jid, dc=dc, status=status, minions=names(msg, "minions", MINION_RE),
-                   missing=names(msg, "missing", MINION_RE), reason=reason[:500], ext=ext, more=more)
+                   missing=names(msg, "missing", MINION_RE), reason=reason[:500], ext=ext, more=more, sub=sub)
     if kind == "ret":
         minion = text(msg, "id", MINION_RE)
         load = msg.get("load")

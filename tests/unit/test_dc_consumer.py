@@ -20,6 +20,7 @@ from salt_redis_syndic.state.ledger import DcLedger
 from salt_redis_syndic.state.spool import Spool
 from salt_redis_syndic.wire.codec import pack
 from salt_redis_syndic.wire.jobs import encode_job, make_job
+from salt_redis_syndic.wire.subjobs import job_identity
 
 pytestmark = pytest.mark.unit
 
@@ -130,7 +131,7 @@ def test_valid_job_is_published_and_acked(env):
     assert load["metadata"] == {"k": "v"}
     assert origin == "mom1" and timeout == 7.0
     assert env.acks() == [{"t": "ack", "jid": JID, "dc": "east", "status": "published", "minions": ["m1", "m2"],
-                           "missing": [], "reason": "", "mom": "mom1"}]
+                           "missing": [], "reason": "", "sub": job_identity(load), "mom": "mom1"}]
     assert env.wake.is_set()
     assert env.ledger.get(JID).status == "published"
     assert env.ledger.get(JID).minions == ["m1", "m2"]
