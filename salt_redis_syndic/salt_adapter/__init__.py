@@ -19,7 +19,7 @@ import salt.minion
 import salt.utils.event
 import salt.utils.job
 
-from .errors import RedisSyndicError
+from ..errors import RedisSyndicError
 
 log = logging.getLogger(__name__)
 
