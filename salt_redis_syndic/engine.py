@@ -111,7 +111,7 @@ def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event,
         loops = {"publish": publish_loop, "collect": collect_loop}
         if settings.estate:
             def estate_loop() -> None:
-                from .estate.loops import MomEstate
+                from .estate.mom_estate import MomEstate
 
                 MomEstate(settings, opts, DcKeyring(dc_keys_dir(settings), dict(settings.dc_keys)), _LazyBus(opts),
                           _deadletters(settings), counters, stop).run()
@@ -156,13 +156,16 @@ def build(settings: Settings, opts: Mapping[str, Any], stop: threading.Event,
     loops = {"jobs": jobs_loop, "uplink": uplink_loop}
     if settings.estate:
         def estate_loop() -> None:
-            from .estate.loops import DcEstate
+            from .estate.dc_estate import DcEstate
+            from .estate.key_orders import KeyOrders
 
+            orders = None
+            if settings.key_management:
+                orders = KeyOrders(settings, lambda: salt_adapter.KeyManager(opts), _deadletters(settings),
+                                   _LazyBus(opts), counters)
             DcEstate(settings, opts, uplink_signer, stop, counters,
                      bus=lambda: salt_adapter.MasterBus(opts, listen=True),
-                     minion_data=lambda: salt_adapter.MinionDataCache(opts),
-                     key_actions=lambda: salt_adapter.KeyManager(opts), deadletters=_deadletters(settings),
-                     fire=_LazyBus(opts)).run()
+                     minion_data=lambda: salt_adapter.MinionDataCache(opts), orders=orders).run()
 
         loops["estate"] = estate_loop
     return loops

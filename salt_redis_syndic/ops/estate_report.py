@@ -14,8 +14,8 @@ from typing import Any
 import msgpack
 
 from ..config import Settings
-from ..estate.loops import estate_dir
 from ..estate.roster import STATES, Entry
+from ..estate.store import estate_dir
 
 
 def _iso(ts: float | None) -> str | None:
