@@ -97,8 +97,7 @@ def test_batches_lost_in_redis_are_pushed_again_and_stored_once(redis_server, tm
         collector.reconcile(client, now=time.time())
 
     def dc_round():
-        shipper._next_reconcile = 0.0
-        shipper.reconcile(rc)
+        shipper.reconcile_now(rc, time.time())
 
     # batch 1 (ack + return of job 1) arrives and is confirmed
     spool.append([ack(JIDS[0]), ret(JIDS[0])])
