@@ -172,7 +172,7 @@ def _url(block: Mapping[str, Any], key: str, required: bool) -> str | None:
 def _redis(block: Mapping[str, Any], url: str) -> RedisSettings:
     values: dict[str, Any] = {}
     for option, (name, minimum) in REDIS_OPTIONS.items():
-        default = RedisSettings.__dataclass_fields__[name].default
+        default: Any = RedisSettings.__dataclass_fields__[name].default
         if isinstance(default, bool):
             values[name] = _bool(block, option, default)
         elif minimum is not None:
@@ -348,16 +348,17 @@ def _plain(block: Mapping[str, Any]) -> dict[str, Any]:
     for f in fields(Settings):
         if not f.metadata.get("plain"):
             continue
-        minimum = f.metadata["minimum"]
+        minimum: Any = f.metadata["minimum"]
+        default: Any = f.default
         if f.type == "bool":
-            values[f.name] = _bool(block, f.name, f.default)
+            values[f.name] = _bool(block, f.name, default)
         elif f.type == "int":
-            values[f.name] = _int(block, f.name, f.default, minimum)
+            values[f.name] = _int(block, f.name, default, minimum)
         elif f.type == "float":
-            values[f.name] = _num(block, f.name, f.default, minimum)
+            values[f.name] = _num(block, f.name, default, minimum)
         else:  # a glob list; unset is the default (None: no restriction; an empty list restricts)
             globs = _globs(block, f.name)
-            values[f.name] = f.default if globs is None else globs
+            values[f.name] = default if globs is None else globs
     return values
 
 

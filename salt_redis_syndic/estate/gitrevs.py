@@ -25,7 +25,7 @@ import logging
 import os
 import re
 import subprocess
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..runtime import RateLimitedLog
 
@@ -102,6 +102,17 @@ class CacheRefs:
     class parses the per-remote configuration and names the cache directory; nothing here
     fetches, checks out, initialises a repository or writes its git config.
     """
+
+    # What Salt's GitProvider gives each remote (declared for the type checker only).
+    id: str
+    role: str
+    fallback: str
+    ref_types: list[str]
+    get_cachedir: Callable[[], str]
+    get_checkout_target: Callable[[], str | None]
+    env_is_exposed: Callable[[str], bool]
+    ref: Callable[[str], str | None]
+    _get_envs_from_ref_paths: Callable[[list[str]], set[str]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.provider = _AS_PROVIDER
