@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lab import RedisServer
 from salt_redis_syndic.config import load_settings
-from salt_redis_syndic.estate.loops import DcEstate, MomEstate
+from salt_redis_syndic.estate.dc_estate import DcEstate
+from salt_redis_syndic.estate.mom_estate import MomEstate
 from salt_redis_syndic.estate.roster import scan_pki
 from salt_redis_syndic.ops.estate_report import load_rosters
 from salt_redis_syndic.runtime import Counters

@@ -10,28 +10,23 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from .errors import ConfigError
 from .transport.settings import RedisSettings, redact_url
 
 ROLES = ("mom", "dc")
-KNOWN_OPTIONS = frozenset(
-    """role dc master_id namespace redis_url redis_read_url redis_username redis_password
-    socket_timeout connect_timeout health_check_interval ssl_ca_certs ssl_certfile ssl_keyfile
-    ssl_check_hostname job_ttl clock_skew stream_maxlen block_ms heartbeat_interval dc_timeout
-    ack_wait hold_max startup_grace publish_timeout batch_max_messages batch_max_bytes spool_poll_interval state_dir
-    spool_dir signing_key trusted_keys dc_keys sentinel_username sentinel_password payload_key dc_payload_keys max_entry_bytes deadletter_max spool_warn_depth metrics_port
-    metrics_address reconcile_interval resend_window allow_functions deny_functions allow_targets deny_targets allow_target_types
-    moms mirror_returns forward_events forward_events_rate forward_events_max_bytes forward_events_original_tag
-    forward_events_down relay
-    estate estate_interval roster_seen_resolution roster_grains roster_stream_maxlen drift_roots drift_interval
-    key_management""".split()
-)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _NS_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
+
+
+def _opt(default: Any, minimum: float | None = None, **kw: Any) -> Any:
+    """A field that is read from the option of the same name by its type alone (number, whole
+    number, flag, glob list): the default here is the option's only default, ``minimum`` the
+    smallest number it takes."""
+    return field(default=default, metadata={"plain": True, "minimum": minimum}, **kw)
 
 
 @dataclass(frozen=True)
@@ -44,22 +39,22 @@ class Settings:
     redis_read: RedisSettings | None
     dc: str | None = None
     namespace: str = "redis_syndic"
-    job_ttl: float = 900.0
-    clock_skew: float = 60.0
-    stream_maxlen: int = 100_000
-    block_ms: int = 1000
-    heartbeat_interval: float = 2.0
-    dc_timeout: float = 10.0
-    ack_wait: float = 5.0
-    hold_max: float = 600.0
-    startup_grace: float = 15.0
-    publish_timeout: float = 15.0
-    batch_max_messages: int = 500
-    batch_max_bytes: int = 8 * 1024 * 1024
-    spool_poll_interval: float = 0.02
+    job_ttl: float = _opt(900.0, 1.0)
+    clock_skew: float = _opt(60.0, 0.0)
+    stream_maxlen: int = _opt(100_000, 100)
+    block_ms: int = _opt(1000, 10)
+    heartbeat_interval: float = _opt(2.0, 0.1)
+    dc_timeout: float = _opt(10.0, 0.5)
+    ack_wait: float = _opt(5.0, 0.0)
+    hold_max: float = _opt(600.0, 1.0)
+    startup_grace: float = _opt(15.0, 0.0)
+    publish_timeout: float = _opt(15.0, 1.0)
+    batch_max_messages: int = _opt(500, 1)
+    batch_max_bytes: int = _opt(8 * 1024 * 1024, 1024)
+    spool_poll_interval: float = _opt(0.02, 0.001)
     # Reconciliation (salt_redis_syndic.reconcile / .confirm): re-send what Redis lost.
-    reconcile_interval: float = 15.0
-    resend_window: float = 6 * 3600.0
+    reconcile_interval: float = _opt(15.0, 0.5)
+    resend_window: float = _opt(6 * 3600.0, 60.0)
     state_dir: str = ""
     spool_dir: str = ""
     signing_key: str = ""
@@ -68,40 +63,54 @@ class Settings:
     # Shared keys for payload encryption (base64 or file paths): never in repr.
     payload_key: str | None = field(default=None, repr=False)
     dc_payload_keys: tuple[tuple[str, str], ...] = field(default=(), repr=False)
-    max_entry_bytes: int = 64 * 1024 * 1024
-    deadletter_max: int = 10_000
-    spool_warn_depth: int = 1000
+    max_entry_bytes: int = _opt(64 * 1024 * 1024, 1024)
+    deadletter_max: int = _opt(10_000, 1)
+    spool_warn_depth: int = _opt(1000, 1)
     metrics_port: int | None = None
     metrics_address: str = "127.0.0.1"
     # DC policy for bridged jobs (salt_redis_syndic.policy): None allow lists mean no restriction.
-    allow_functions: tuple[str, ...] | None = None
-    deny_functions: tuple[str, ...] = ()
-    allow_targets: tuple[str, ...] | None = None
-    deny_targets: tuple[str, ...] = ()
+    allow_functions: tuple[str, ...] | None = _opt(None)
+    deny_functions: tuple[str, ...] = _opt(())
+    allow_targets: tuple[str, ...] | None = _opt(None)
+    deny_targets: tuple[str, ...] = _opt(())
     allow_target_types: tuple[str, ...] | None = None
     # Topologies (salt_redis_syndic.forwarding): MoMs a DC sends events / mirrored returns to.
     moms: tuple[str, ...] = ()
-    mirror_returns: bool = False
-    forward_events: tuple[str, ...] = ()
-    forward_events_rate: float = 100.0
-    forward_events_max_bytes: int = 64 * 1024
-    forward_events_original_tag: bool = False
-    forward_events_down: tuple[str, ...] = ()
-    relay: bool = False
-    # The estate (salt_redis_syndic.estate.loops): each DC's minion roster and what its master serves.
-    estate: bool = True
-    estate_interval: float = 10.0
-    roster_seen_resolution: float = 60.0
-    roster_grains: tuple[str, ...] = ()
-    roster_stream_maxlen: int = 1000
+    mirror_returns: bool = _opt(False)
+    forward_events: tuple[str, ...] = _opt(())
+    forward_events_rate: float = _opt(100.0, 0.1)
+    forward_events_max_bytes: int = _opt(64 * 1024, 256)
+    forward_events_original_tag: bool = _opt(False)
+    forward_events_down: tuple[str, ...] = _opt(())
+    relay: bool = _opt(False)
+    # The estate (salt_redis_syndic.estate.dc_estate, .mom_estate): each DC's minion roster and what its master serves.
+    estate: bool = _opt(True)
+    estate_interval: float = _opt(10.0, 0.1)
+    roster_seen_resolution: float = _opt(60.0, 0.0)
+    roster_grains: tuple[str, ...] = _opt(())
+    roster_stream_maxlen: int = _opt(1000, 10)
     # gitfs / git_pillar are fingerprinted only on a master configured for them (see drift.py).
     drift_roots: tuple[str, ...] = ("file_roots", "pillar_roots", "gitfs", "git_pillar")
-    drift_interval: float = 60.0
-    key_management: bool = False  # minion keys changed on a DC by signed MoM orders (salt_redis_syndic.keycmd)
+    drift_interval: float = _opt(60.0, 0.1)
+    key_management: bool = _opt(False)  # minion keys changed on a DC by signed MoM orders (salt_redis_syndic.keycmd)
 
     @property
     def is_mom(self) -> bool:
         return self.role == "mom"
+
+
+# The options of a Redis connection: option -> (RedisSettings field, whose default is the option's; minimum).
+REDIS_OPTIONS: dict[str, tuple[str, float | None]] = {
+    "socket_timeout": ("socket_timeout", 0.1), "connect_timeout": ("connect_timeout", 0.1),
+    "health_check_interval": ("health_check_interval", 0.0), "ssl_ca_certs": ("ssl_ca_certs", None),
+    "ssl_certfile": ("ssl_certfile", None), "ssl_keyfile": ("ssl_keyfile", None),
+    "ssl_check_hostname": ("ssl_check_hostname", None), "redis_username": ("username", None),
+    "redis_password": ("password", None), "sentinel_username": ("sentinel_username", None),
+    "sentinel_password": ("sentinel_password", None),
+}
+# Every option: each Settings field is one (but the built connections), plus the connections' options.
+KNOWN_OPTIONS = frozenset({f.name for f in fields(Settings)} - {"redis", "redis_read"}
+                          | {"redis_url", "redis_read_url"} | set(REDIS_OPTIONS))
 
 
 def _block(opts: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -161,26 +170,19 @@ def _url(block: Mapping[str, Any], key: str, required: bool) -> str | None:
 
 
 def _redis(block: Mapping[str, Any], url: str) -> RedisSettings:
-    def opt_str(name: str) -> str | None:
-        value = block.get(name)
-        if value is not None and not isinstance(value, str):
-            raise ConfigError(name, "must be a string")
-        return value or None
-
-    return RedisSettings(
-        url=url,
-        socket_timeout=_num(block, "socket_timeout", 5.0, 0.1),
-        connect_timeout=_num(block, "connect_timeout", 5.0, 0.1),
-        health_check_interval=_num(block, "health_check_interval", 15.0, 0.0),
-        ssl_ca_certs=opt_str("ssl_ca_certs"),
-        ssl_certfile=opt_str("ssl_certfile"),
-        ssl_keyfile=opt_str("ssl_keyfile"),
-        ssl_check_hostname=_bool(block, "ssl_check_hostname", True),
-        username=opt_str("redis_username"),
-        password=opt_str("redis_password"),
-        sentinel_username=opt_str("sentinel_username"),
-        sentinel_password=opt_str("sentinel_password"),
-    )
+    values: dict[str, Any] = {}
+    for option, (name, minimum) in REDIS_OPTIONS.items():
+        default: Any = RedisSettings.__dataclass_fields__[name].default
+        if isinstance(default, bool):
+            values[name] = _bool(block, option, default)
+        elif minimum is not None:
+            values[name] = _num(block, option, default, minimum)
+        else:
+            value = block.get(option)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(option, "must be a string")
+            values[name] = value or None
+    return RedisSettings(url=url, **values)
 
 
 def _dc_keys(block: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
@@ -258,7 +260,7 @@ def _moms(block: Mapping[str, Any], role: str) -> tuple[str, ...]:
                 raise ConfigError("moms", f"is required with {needs}: the master ids of the MoMs to send to")
     return moms
 def _drift_roots(block: Mapping[str, Any]) -> tuple[str, ...]:
-    kinds = Settings.drift_roots
+    kinds = Settings.drift_roots  # every kind, the default
     value = block.get("drift_roots", list(kinds))
     if isinstance(value, str):
         value = [value]
@@ -277,7 +279,7 @@ def _metrics_port(block: Mapping[str, Any]) -> int | None:
 
 
 def _metrics_address(block: Mapping[str, Any]) -> str:
-    value = block.get("metrics_address", "127.0.0.1")
+    value = block.get("metrics_address", Settings.metrics_address)
     if isinstance(value, str):
         try:
             ipaddress.ip_address(value)
@@ -297,6 +299,14 @@ def load_settings(opts: Mapping[str, Any], overrides: Mapping[str, Any] | None =
     unknown = sorted(set(block) - KNOWN_OPTIONS)
     if unknown:
         raise ConfigError(str(unknown[0]), "is not a known redis_syndic option (typo?)")
+    values = _identity(block, opts)
+    values.update(_plain(block))
+    values.update(_keyed(block, values["role"]))
+    return Settings(**values)
+
+
+def _identity(block: Mapping[str, Any], opts: Mapping[str, Any]) -> dict[str, Any]:
+    """Who this master is, where Redis is and where its files go."""
     role = block.get("role")
     if role not in ROLES:
         raise ConfigError("role", f"must be one of {', '.join(ROLES)} (got {role!r})")
@@ -304,7 +314,7 @@ def load_settings(opts: Mapping[str, Any], overrides: Mapping[str, Any] | None =
     if role == "dc":
         if not isinstance(dc, str) or not _NAME_RE.match(dc):
             raise ConfigError("dc", "is required for role dc: a short name of letters, digits, '.', '_' or '-'")
-    namespace = block.get("namespace", "redis_syndic")
+    namespace = block.get("namespace", Settings.namespace)
     if not isinstance(namespace, str) or not _NS_RE.match(namespace):
         raise ConfigError("namespace", "must be 1-64 characters of letters, digits, '_', '.', ':' or '-'")
     master_id = str(block.get("master_id") or opts.get("id") or "")
@@ -316,69 +326,53 @@ def load_settings(opts: Mapping[str, Any], overrides: Mapping[str, Any] | None =
     cachedir = str(opts.get("cachedir") or "/var/cache/salt/master")
     pki_dir = str(opts.get("pki_dir") or "/etc/salt/pki/master")
     state_dir = str(block.get("state_dir") or os.path.join(cachedir, "redis_syndic"))
-    spool_dir = str(block.get("spool_dir") or os.path.join(state_dir, "spool"))
-    signing_key = str(block.get("signing_key") or os.path.join(pki_dir, "redis_syndic.pem"))
+    return {
+        "role": role, "dc": dc if role == "dc" else None, "namespace": namespace, "master_id": master_id,
+        "state_dir": state_dir, "spool_dir": str(block.get("spool_dir") or os.path.join(state_dir, "spool")),
+        "signing_key": str(block.get("signing_key") or os.path.join(pki_dir, "redis_syndic.pem")),
+    } | _trust(block, role) | {"redis": _redis(block, url), "redis_read": _redis(block, read_url) if read_url else None}
+
+
+def _trust(block: Mapping[str, Any], role: str) -> dict[str, Any]:
+    """The keys: the MoM keys a DC trusts, payload keys."""
     trusted = _keys(block)
     if role == "dc" and not trusted:
         raise ConfigError("trusted_keys", "a DC must trust at least one MoM public key (print it with salt-run redis_syndic.pubkey on the MoM)")
     payload_key, dc_payload_keys = _payload_keys(block)
-    settings = Settings(
-        role=role,
-        master_id=master_id,
-        dc=dc if role == "dc" else None,
-        redis=_redis(block, url),
-        redis_read=_redis(block, read_url) if read_url else None,
-        namespace=namespace,
-        job_ttl=_num(block, "job_ttl", 900.0, 1.0),
-        clock_skew=_num(block, "clock_skew", 60.0, 0.0),
-        stream_maxlen=_int(block, "stream_maxlen", 100_000, 100),
-        block_ms=_int(block, "block_ms", 1000, 10),
-        heartbeat_interval=_num(block, "heartbeat_interval", 2.0, 0.1),
-        dc_timeout=_num(block, "dc_timeout", 10.0, 0.5),
-        ack_wait=_num(block, "ack_wait", 5.0, 0.0),
-        hold_max=_num(block, "hold_max", 600.0, 1.0),
-        startup_grace=_num(block, "startup_grace", 15.0, 0.0),
-        publish_timeout=_num(block, "publish_timeout", 15.0, 1.0),
-        batch_max_messages=_int(block, "batch_max_messages", 500, 1),
-        batch_max_bytes=_int(block, "batch_max_bytes", 8 * 1024 * 1024, 1024),
-        spool_poll_interval=_num(block, "spool_poll_interval", 0.02, 0.001),
-        reconcile_interval=_num(block, "reconcile_interval", 15.0, 0.5),
-        resend_window=_num(block, "resend_window", 6 * 3600.0, 60.0),
-        state_dir=state_dir,
-        spool_dir=spool_dir,
-        signing_key=signing_key,
-        trusted_keys=trusted,
-        dc_keys=_dc_keys(block),
-        payload_key=payload_key,
-        dc_payload_keys=dc_payload_keys,
-        max_entry_bytes=_int(block, "max_entry_bytes", 64 * 1024 * 1024, 1024),
-        deadletter_max=_int(block, "deadletter_max", 10_000, 1),
-        spool_warn_depth=_int(block, "spool_warn_depth", 1000, 1),
-        metrics_port=_metrics_port(block),
-        metrics_address=_metrics_address(block),
-        allow_functions=_globs(block, "allow_functions"),
-        deny_functions=_globs(block, "deny_functions") or (),
-        allow_targets=_globs(block, "allow_targets"),
-        deny_targets=_globs(block, "deny_targets") or (),
-        allow_target_types=_target_types(block),
-        moms=_moms(block, role),
-        mirror_returns=_bool(block, "mirror_returns", False),
-        forward_events=_globs(block, "forward_events") or (),
-        forward_events_rate=_num(block, "forward_events_rate", 100.0, 0.1),
-        forward_events_max_bytes=_int(block, "forward_events_max_bytes", 64 * 1024, 256),
-        forward_events_original_tag=_bool(block, "forward_events_original_tag", False),
-        forward_events_down=_globs(block, "forward_events_down") or (),
-        relay=_bool(block, "relay", False),
-        estate=_bool(block, "estate", True),
-        estate_interval=_num(block, "estate_interval", 10.0, 0.1),
-        roster_seen_resolution=_num(block, "roster_seen_resolution", 60.0, 0.0),
-        roster_grains=_globs(block, "roster_grains") or (),
-        roster_stream_maxlen=_int(block, "roster_stream_maxlen", 1000, 10),
-        drift_roots=_drift_roots(block),
-        drift_interval=_num(block, "drift_interval", 60.0, 0.1),
-        key_management=_bool(block, "key_management", False),
-    )
-    return settings
+    return {"trusted_keys": trusted, "payload_key": payload_key, "dc_payload_keys": dc_payload_keys}
+
+
+def _plain(block: Mapping[str, Any]) -> dict[str, Any]:
+    """Every option declared with :func:`_opt`, read by its type: numbers, flags, glob lists."""
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        if not f.metadata.get("plain"):
+            continue
+        minimum: Any = f.metadata["minimum"]
+        default: Any = f.default
+        if f.type == "bool":
+            values[f.name] = _bool(block, f.name, default)
+        elif f.type == "int":
+            values[f.name] = _int(block, f.name, default, minimum)
+        elif f.type == "float":
+            values[f.name] = _num(block, f.name, default, minimum)
+        else:  # a glob list; unset is the default (None: no restriction; an empty list restricts)
+            globs = _globs(block, f.name)
+            values[f.name] = default if globs is None else globs
+    return values
+
+
+def _keyed(block: Mapping[str, Any], role: str) -> dict[str, Any]:
+    """The options with a rule of their own."""
+    return {
+        "dc_keys": _dc_keys(block),
+        "metrics_port": _metrics_port(block),
+        "metrics_address": _metrics_address(block),
+        "allow_target_types": _target_types(block),
+        "moms": _moms(block, role),
+        "drift_roots": _drift_roots(block),
+    }
+
 
 def destinations(settings: Settings, origin: str) -> list[str]:
     """Where a job's acks and returns go: its origin MoM, plus every MoM in ``moms`` with ``mirror_returns``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -124,3 +125,18 @@ def run_threads(targets: dict[str, Callable[[], None]], stop: threading.Event, l
         stop.wait(1.0)
     for thread in threads.values():
         thread.join(timeout=5)
+
+
+def write_atomic(path: str, data: bytes, *, mode: int = 0o666, dir_mode: int = 0o700, fsync: bool = False) -> None:
+    """Write ``data`` to ``path`` through a temporary name and a rename: a reader sees the old
+    file or the new one, never half of it.  ``mode`` is the new file's (before the umask);
+    ``fsync`` makes the content durable before the rename (keys: a crash must not leave an empty one)."""
+    os.makedirs(os.path.dirname(path) or ".", mode=dir_mode, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        if fsync:
+            fh.flush()
+            os.fsync(fh.fileno())
+    os.replace(tmp, path)

@@ -12,8 +12,9 @@ replaces refs atomically, a reader cannot see half a ref).
 Which saltenvs exist and which ref serves each is Salt's logic (``gitfs_base``, per-remote
 ``saltenv`` and ``all_saltenvs``, whitelist/blacklist, ``disable_saltenv_mapping``,
 ``ref_types``, ``fallback``, cache directory names), so Salt's own ``GitFS`` / ``GitPillar``
-objects parse the configuration; only their provider is ours, :class:`CacheReader`, which reads
-the refs with one ``git for-each-ref``.  It does not matter which provider the master uses:
+objects parse the configuration; only their provider is ours, :class:`CacheRefs`, which reads
+the refs with one ``git for-each-ref`` (Salt's classes are reached through
+:mod:`salt_redis_syndic.salt_adapter.gitfs`).  It does not matter which provider the master uses:
 pygit2, GitPython and gitcli fetch the same refs (``refs/remotes/origin/*``, ``refs/tags/*``)
 into the same cache directory (a work tree's ``.git``, or a bare repository for gitcli).
 """
@@ -24,7 +25,7 @@ import logging
 import os
 import re
 import subprocess
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..runtime import RateLimitedLog
 
@@ -94,98 +95,105 @@ def _git(git_dir: str, *args: str) -> str:
     return done.stdout
 
 
-def _provider_class() -> type:
-    import salt.utils.gitfs
+class CacheRefs:
+    """A gitfs / git_pillar "provider" that only reads the refs the master fetched.
 
-    class CacheReader(salt.utils.gitfs.GitProvider):
-        """A gitfs / git_pillar "provider" that only reads the refs the master fetched.
+    Mixed into Salt's ``GitProvider`` by :func:`salt_adapter.gitfs.provider_class`: Salt's base
+    class parses the per-remote configuration and names the cache directory; nothing here
+    fetches, checks out, initialises a repository or writes its git config.
+    """
 
-        Salt's base class parses the per-remote configuration and names the cache directory;
-        nothing here fetches, checks out, initialises a repository or writes its git config.
-        """
+    # What Salt's GitProvider gives each remote (declared for the type checker only).
+    id: str
+    role: str
+    fallback: str
+    ref_types: list[str]
+    get_cachedir: Callable[[], str]
+    get_checkout_target: Callable[[], str | None]
+    env_is_exposed: Callable[[str], bool]
+    ref: Callable[[str], str | None]
+    _get_envs_from_ref_paths: Callable[[list[str]], set[str]]
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            self.provider = _AS_PROVIDER
-            self.repo = None  # GitBase.init_remotes keeps only remotes that have this attribute
-            self.refs: dict[str, str] | None = None
-            self.unreadable = False
-            self._sha_cache: dict[str, str | None] = {}
-            super().__init__(*args, **kwargs)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.provider = _AS_PROVIDER
+        self.repo = None  # GitBase.init_remotes keeps only remotes that have this attribute
+        self.refs: dict[str, str] | None = None
+        self.unreadable = False
+        self._sha_cache: dict[str, str | None] = {}
+        super().__init__(*args, **kwargs)
 
-        def fetch_request_check(self) -> bool:  # Salt fetches here when it finds a request file
-            return False
+    def fetch_request_check(self) -> bool:  # Salt fetches here when it finds a request file
+        return False
 
-        def fetch(self) -> bool:  # pragma: no cover - never called; a guard against future Salt
-            raise RuntimeError("redis_syndic reads the gitfs cache, it never fetches")
+    def fetch(self) -> bool:  # pragma: no cover - never called; a guard against future Salt
+        raise RuntimeError("redis_syndic reads the gitfs cache, it never fetches")
 
-        def load(self) -> None:
-            """Read the refs afresh; ``refs`` stays None while the master has not fetched the remote."""
-            git_dir = self.git_dir()
-            self.refs, self.unreadable, self._sha_cache = None, False, {}
-            if git_dir is not None:
+    def load(self) -> None:
+        """Read the refs afresh; ``refs`` stays None while the master has not fetched the remote."""
+        git_dir = self.git_dir()
+        self.refs, self.unreadable, self._sha_cache = None, False, {}
+        if git_dir is not None:
+            try:
+                self.refs = read_refs(git_dir)
+            except GitUnavailable:
+                raise
+            except (OSError, subprocess.SubprocessError) as err:
+                self.unreadable = True
+                _rl.log(logging.WARNING, git_dir, "redis_syndic: cannot read the %s cache of remote %s: %s",
+                        self.role, self.id, err)
+        if not self.refs:
+            self.refs = None  # initialised by the master, never fetched: serves nothing yet
+
+    def git_dir(self) -> str | None:
+        """The cache's repository: a work tree's ``.git`` (pygit2, GitPython) or bare (gitcli)."""
+        cachedir = self.get_cachedir()
+        for candidate in (os.path.join(cachedir, ".git"), cachedir):
+            if os.path.isdir(os.path.join(candidate, "objects")):
+                return candidate
+        return None
+
+    def envs(self) -> set[str]:
+        return self._get_envs_from_ref_paths(list(self.refs or ()))
+
+    def lookup(self, ref_type: str, ref: str) -> str | None:
+        """The commit ``ref`` names as a branch, tag or sha, as Salt's ``get_tree_from_*``."""
+        refs = self.refs or {}
+        if ref_type == "branch":
+            return refs.get(f"refs/remotes/origin/{ref}")
+        if ref_type == "tag":
+            return refs.get(f"refs/tags/{ref}")
+        if ref_type == "sha" and _HEX_RE.match(ref):
+            if ref not in self._sha_cache:
                 try:
-                    self.refs = read_refs(git_dir)
-                except GitUnavailable:
-                    raise
-                except (OSError, subprocess.SubprocessError) as err:
-                    self.unreadable = True
-                    _rl.log(logging.WARNING, git_dir, "redis_syndic: cannot read the %s cache of remote %s: %s",
-                            self.role, self.id, err)
-            if not self.refs:
-                self.refs = None  # initialised by the master, never fetched: serves nothing yet
+                    sha = _git(self.git_dir() or self.get_cachedir(), "rev-parse", "--verify", "-q",
+                               "--end-of-options", f"{ref}^{{commit}}").strip()
+                except (OSError, subprocess.SubprocessError):
+                    sha = ""
+                self._sha_cache[ref] = sha if _SHA_RE.match(sha) else None
+            return self._sha_cache[ref]
+        return None
 
-        def git_dir(self) -> str | None:
-            """The cache's repository: a work tree's ``.git`` (pygit2, GitPython) or bare (gitcli)."""
-            cachedir = self.get_cachedir()
-            for candidate in (os.path.join(cachedir, ".git"), cachedir):
-                if os.path.isdir(os.path.join(candidate, "objects")):
-                    return candidate
+    def first(self, candidates: list[str | None], ref_types: list[str]) -> str | None:
+        for candidate in candidates:
+            if candidate:
+                for ref_type in ref_types:
+                    sha = self.lookup(ref_type, candidate)
+                    if sha:
+                        return sha
+        return None
+
+    def gitfs_commit(self, tgt_env: str) -> str | None:
+        """The commit gitfs serves ``tgt_env`` from (Salt's ``get_tree``, returning the commit)."""
+        if not self.env_is_exposed(tgt_env):
             return None
-
-        def envs(self) -> set[str]:
-            return self._get_envs_from_ref_paths(list(self.refs or ()))
-
-        def lookup(self, ref_type: str, ref: str) -> str | None:
-            """The commit ``ref`` names as a branch, tag or sha, as Salt's ``get_tree_from_*``."""
-            refs = self.refs or {}
-            if ref_type == "branch":
-                return refs.get(f"refs/remotes/origin/{ref}")
-            if ref_type == "tag":
-                return refs.get(f"refs/tags/{ref}")
-            if ref_type == "sha" and _HEX_RE.match(ref):
-                if ref not in self._sha_cache:
-                    try:
-                        sha = _git(self.git_dir() or self.get_cachedir(), "rev-parse", "--verify", "-q",
-                                   "--end-of-options", f"{ref}^{{commit}}").strip()
-                    except (OSError, subprocess.SubprocessError):
-                        sha = ""
-                    self._sha_cache[ref] = sha if _SHA_RE.match(sha) else None
-                return self._sha_cache[ref]
+        ref = self.ref(tgt_env)
+        if ref is None:
             return None
+        return self.first([ref, self.fallback or None], self.ref_types)
 
-        def first(self, candidates: list[str | None], ref_types: list[str]) -> str | None:
-            for candidate in candidates:
-                if candidate:
-                    for ref_type in ref_types:
-                        sha = self.lookup(ref_type, candidate)
-                        if sha:
-                            return sha
-            return None
-
-        def gitfs_commit(self, tgt_env: str) -> str | None:
-            """The commit gitfs serves ``tgt_env`` from (Salt's ``get_tree``, returning the commit)."""
-            if not self.env_is_exposed(tgt_env):
-                return None
-            ref = self.ref(tgt_env)
-            if ref is None:
-                return None
-            return self.first([ref, self.fallback or None], self.ref_types)
-
-        def pillar_commit(self) -> str | None:
-            """The commit git_pillar checks out at the next pillar render (GitPython's ``checkout``)."""
-            return self.first([self.get_checkout_target(), self.fallback or None], ["branch", "tag"])
-
-    return CacheReader
+    def pillar_commit(self) -> str | None:
+        """The commit git_pillar checks out at the next pillar render (GitPython's ``checkout``)."""
+        return self.first([self.get_checkout_target(), self.fallback or None], ["branch", "tag"])
 
 
 def _label(repo: Any, root: str, mountpoint: str) -> str:
@@ -221,24 +229,11 @@ class GitRevisions:
         self._broken: dict[str, str] = {}
 
     def _build(self, kind: str) -> list[Any]:
-        import salt.utils.gitfs
+        from ..salt_adapter import gitfs
 
-        opts = dict(self.opts)  # Salt writes the verified provider into the opts it gets
-        opts[f"verified_{kind}_provider"] = _AS_PROVIDER
-        providers = {_AS_PROVIDER: _provider_class()}
         if kind == "gitfs":
-            from salt.fileserver.gitfs import PER_REMOTE_ONLY, PER_REMOTE_OVERRIDES
-
-            # init_remotes=False: GitFS would otherwise reuse (or become) the process-wide instance.
-            gitfs = salt.utils.gitfs.GitFS(opts, [], git_providers=providers, init_remotes=False)
-            gitfs.init_remotes(opts.get("gitfs_remotes") or [], PER_REMOTE_OVERRIDES, PER_REMOTE_ONLY)
-            return [gitfs]
-        from salt.pillar import git_pillar
-
-        return [salt.utils.gitfs.GitPillar(opts, remotes, per_remote_overrides=git_pillar.PER_REMOTE_OVERRIDES,
-                                           per_remote_only=git_pillar.PER_REMOTE_ONLY,
-                                           global_only=git_pillar.GLOBAL_ONLY, git_providers=providers)
-                for remotes in git_pillar_sources(opts)]
+            return gitfs.gitfs_objects(self.opts, CacheRefs, _AS_PROVIDER)
+        return gitfs.git_pillar_objects(self.opts, git_pillar_sources(self.opts), CacheRefs, _AS_PROVIDER)
 
     def _objects(self, kind: str) -> list[Any] | None:
         if kind in self._broken:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import time
 from typing import Any, Protocol
 
 from ..errors import RejectedEntry
+from ..runtime import write_atomic
 from ..security.signing import Signer, Verifier
 from ..wire.codec import MINION_RE, NAME_RE
 from ..wire.keyorders import ACTIONS, KeyCommand, decode_command
@@ -57,11 +57,7 @@ class SeenOrders:
 
     def save(self, now: float) -> None:
         self.ids = {k: v for k, v in self.ids.items() if v >= now - 3600}
-        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-        tmp = f"{self.path}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="ascii") as fh:
-            json.dump({"cursor": self.cursor, "ids": self.ids}, fh)
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps({"cursor": self.cursor, "ids": self.ids}).encode("ascii"))
 
 
 def carry_out(raw: Any, dc: str, verifier: Verifier, seen: SeenOrders, actions: KeyActions, now: float,

@@ -4,7 +4,7 @@ The DC side reads key states from the master's ``pki_dir`` the way Salt's defaul
 ``localfs_key`` driver lists them, and turns each change into a small numbered delta; the
 MoM side applies deltas in order and knows it is in step when its digest equals the DC's.
 Only changes travel at steady state: a roster of 10,000 idle minions sends nothing but the
-DC's small periodic head record (see :mod:`salt_redis_syndic.estate.loops`).
+DC's small periodic head record (see :mod:`salt_redis_syndic.estate.dc_estate`).
 """
 
 from __future__ import annotations

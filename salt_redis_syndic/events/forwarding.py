@@ -167,7 +167,7 @@ class DownForwarder:
 
 
 def fire_down(bus: Any, envelope: Any, now: float, skew: float) -> int:
-    """Fire the events of an :class:`~salt_redis_syndic.wire.envelope.EventsEnvelope` on a DC bus.
+    """Fire the events of an :class:`~salt_redis_syndic.wire.jobs.EventsEnvelope` on a DC bus.
 
     Expired batches (a DC catching up long after) are not fired.  Returns how many were fired.
     """

@@ -21,7 +21,7 @@ from ..events.forwarding import DownForwarder
 from ..runtime import Backoff, Counters, RateLimitedLog
 from ..security.confidential import payload_keys
 from ..security.signing import Signer
-from ..state.ledger import MomLedger
+from ..state.mom_ledger import MomLedger
 from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
 from ..transport.stream import JobStream

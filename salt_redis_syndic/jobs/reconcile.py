@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
 from ..runtime import Counters
-from ..state.ledger import MomLedger, OutboxJob
+from ..state.mom_ledger import MomLedger, OutboxJob
 from ..transport.stream import JobStream, stream_id_key
 from ..wire.codec import unpack
 

@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..config import Settings
-from ..estate.loops import estate_dir
 from ..estate.roster import STATES, Entry
 from ..wire.codec import unpack_local
+from ..estate.store import estate_dir
 
 
 def _iso(ts: float | None) -> str | None:

@@ -9,7 +9,8 @@ from typing import Any
 from ..config import Settings, dc_keys_dir
 from ..errors import RejectedEntry
 from ..security.dckeys import DcKeyring
-from ..state.ledger import MomLedger, ledger_file
+from ..state.ledger import ledger_file
+from ..state.mom_ledger import MomLedger
 from ..transport.connection import make_client
 from ..transport.keys import Keys
 from ..wire.status import read_status

@@ -26,7 +26,7 @@ from ..security.confidential import payload_keys
 from ..security.dckeys import DcKeyring
 from ..security.signing import Signer
 from ..state.deadletter import DeadLetters
-from ..state.ledger import MomLedger
+from ..state.mom_ledger import MomLedger
 from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
 from ..transport.queue import UplinkQueue

@@ -219,11 +219,15 @@ class Shipper:
         return seq, seal(body, self.signer)
 
     def reconcile(self, client: Any) -> None:
-        """Read each MoM's confirmation; forget what it has, push again what Redis lost."""
+        """:meth:`reconcile_now` every heartbeat (or ``reconcile_interval`` when shorter)."""
         now = time.time()
         if now < self._next_reconcile:
             return
         self._next_reconcile = now + min(self.settings.heartbeat_interval, self.settings.reconcile_interval)
+        self.reconcile_now(client, now)
+
+    def reconcile_now(self, client: Any, now: float) -> None:
+        """Read each MoM's confirmation; forget what it has, push again what Redis lost."""
         for mom in self.ledger.sent_moms():
             raw = client.get(self.keys.confirm(mom, self.dc))
             confirm = None

@@ -23,6 +23,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..errors import ConfigError, RejectedEntry
+from ..runtime import write_atomic
 from .signing import key_id, load_public, public_pem
 
 STATES = ("accepted", "pending", "rejected")
@@ -63,12 +64,7 @@ class DcKeyring:
             return None
 
     def _write(self, state: str, dc: str, key: Ed25519PublicKey) -> None:
-        path = self._path(state, dc)
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="ascii") as fh:
-            fh.write(public_pem(key))
-        os.replace(tmp, path)
+        write_atomic(self._path(state, dc), public_pem(key).encode("ascii"))
 
     def _remove(self, state: str, dc: str) -> bool:
         try:

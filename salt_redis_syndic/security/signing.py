@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from ..errors import ConfigError, RejectedEntry
+from ..runtime import write_atomic
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -54,17 +55,10 @@ class Signer:
 
 def write_private_key(path: str, private_key: Ed25519PrivateKey) -> None:
     """Write ``private_key`` as PEM with owner-only permissions, atomically."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     pem = private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, pem, mode=0o600, dir_mode=0o777, fsync=True)
     with open(f"{os.path.splitext(path)[0]}.pub", "w", encoding="ascii") as fh:
         fh.write(public_pem(private_key.public_key()))
 

@@ -108,7 +108,8 @@ def test_dc_user_reads_jobs_and_writes_its_uplink_but_cannot_add_jobs(acl_redis,
 
 def test_estate_loops_run_as_the_restricted_users(acl_redis, tmp_path):
     """The DC writes only its own estate records; the MoM reads them and may ask for a resync."""
-    from salt_redis_syndic.estate.loops import DcEstate, MomEstate
+    from salt_redis_syndic.estate.dc_estate import DcEstate
+    from salt_redis_syndic.estate.mom_estate import MomEstate
     from salt_redis_syndic.ops.estate_report import minions_view
     from salt_redis_syndic.security.dckeys import DcKeyring
 

@@ -14,7 +14,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from salt_redis_syndic.config import dc_keys_dir, load_settings
-from salt_redis_syndic.estate.loops import DcEstate, MomEstate
+from salt_redis_syndic.estate.dc_estate import DcEstate
+from salt_redis_syndic.estate.drift_watch import ServedFiles
+from salt_redis_syndic.estate.mom_estate import MomEstate
 from salt_redis_syndic.estate.records import encode_delta
 from salt_redis_syndic.estate.roster import Delta, Entry
 from salt_redis_syndic.ops.estate_report import drift_view, minions_view
@@ -81,15 +83,16 @@ class Estate:
         self.dc = self.new_dc()
         keyring = DcKeyring(dc_keys_dir(self.mom_settings), dict(self.mom_settings.dc_keys))
         self.deadletters = DeadLetters(str(tmp / "deadletter"), Keys("redis_syndic").deadletter, 100, None)
+        # Both sides fingerprint their roots at every step (interval 0), not every drift_interval.
         self.mom = MomEstate(self.mom_settings, self.mom_opts, keyring, self.bus, self.deadletters, self.counters,
-                             threading.Event())
+                             threading.Event(), own=ServedFiles(self.mom_opts, ("file_roots",), 0.0))
 
     def new_dc(self) -> DcEstate:
-        return DcEstate(self.dc_settings, self.dc_opts, self.signer, threading.Event())
+        return DcEstate(self.dc_settings, self.dc_opts, self.signer, threading.Event(),
+                        files=ServedFiles(self.dc_opts, ("file_roots",), 0.0))
 
     def step(self, client: Any, now: float = 1000.0) -> dict[str, Any]:
         self.dc.tick(client, now)
-        self.mom._next_own = 0.0  # re-fingerprint the MoM's own roots every step
         self.mom.tick(client, now)
         return minions_view(self.mom_settings)
 
@@ -182,7 +185,6 @@ def test_drift_names_the_file_then_clears(estate: Estate, redis_server) -> None:
     web = estate.tmp / "east" / "salt" / "web" / "init.sls"
     web.write_text("nginx: pkg.removed\n")
     write_tree(estate.tmp / "east" / "salt", {"extra.sls": "x: y\n"})
-    estate.dc._next_files = 0.0
     estate.step(client, 1001.0)
     row = drift_view(estate.mom_settings)["dcs"]["east"]["file_roots"]["base"]
     assert row == {"changed": ["web/init.sls"], "only_on_dc": ["extra.sls"]}
@@ -190,7 +192,6 @@ def test_drift_names_the_file_then_clears(estate: Estate, redis_server) -> None:
     assert [d["in_sync"] for d in drift_events] == [False]
     web.write_text("nginx: pkg.installed\n")
     (estate.tmp / "east" / "salt" / "extra.sls").unlink()
-    estate.dc._next_files = 0.0
     estate.step(client, 1002.0)
     assert drift_view(estate.mom_settings)["dcs"]["east"] == {"file_roots": {"base": "in sync"}}
     assert [d["in_sync"] for t, d in estate.bus.events if t == "redis_syndic/drift"] == [False, True]
@@ -199,7 +200,7 @@ def test_drift_names_the_file_then_clears(estate: Estate, redis_server) -> None:
 def test_between_full_scans_only_heard_minions_are_looked_at(estate: Estate, redis_server) -> None:
     import os
 
-    from salt_redis_syndic.estate.loops import FULL_SCAN_EVERY
+    from salt_redis_syndic.estate.dc_estate import FULL_SCAN_EVERY
 
     client = redis_server.client()
     estate.step(client)

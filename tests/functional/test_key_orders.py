@@ -18,9 +18,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from salt_redis_syndic.config import load_settings
 from salt_redis_syndic.errors import ConfigError
+from salt_redis_syndic.estate.dc_estate import DcEstate
+from salt_redis_syndic.estate.key_orders import KeyOrders
 from salt_redis_syndic.estate.keycmd import make_command, send, sign_command
-from salt_redis_syndic.estate.loops import DcEstate
 from salt_redis_syndic.estate.roster import scan_pki
+from salt_redis_syndic.runtime import Counters
 from salt_redis_syndic.security.signing import Signer, write_private_key
 from salt_redis_syndic.state.deadletter import DeadLetters
 from salt_redis_syndic.transport.keys import Keys
@@ -55,8 +57,10 @@ def world(tmp_path: Path, redis_server):
                     f"log_file: {tmp_path / 'east' / 'master.log'}\n")
     opts = salt.config.master_config(str(conf))
     deadletters = DeadLetters(str(tmp_path / "dl"), Keys("redis_syndic").deadletter, 100, None)
-    estate = DcEstate(dc, {"pki_dir": str(pki)}, Signer(Ed25519PrivateKey.generate()), threading.Event(),
-                      key_actions=lambda: KeyManager(opts), deadletters=deadletters)
+    counters = Counters()
+    orders = KeyOrders(dc, lambda: KeyManager(opts), deadletters, None, counters)
+    estate = DcEstate(dc, {"pki_dir": str(pki)}, Signer(Ed25519PrivateKey.generate()), threading.Event(), counters,
+                      orders=orders)
     return mom, dc, estate, pki, deadletters
 
 

@@ -16,9 +16,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from salt_redis_syndic import runner
 from salt_redis_syndic.errors import ConfigError
 from salt_redis_syndic.security.signing import Signer
-from salt_redis_syndic.state.ledger import MomLedger, ledger_file
+from salt_redis_syndic.state.ledger import ledger_file
+from salt_redis_syndic.state.mom_ledger import MomLedger
 from salt_redis_syndic.transport.keys import Keys
-from salt_redis_syndic.wire.envelope import DcStatus, seal
+from salt_redis_syndic.wire.sealed import seal
+from salt_redis_syndic.wire.status import DcStatus
 
 pytestmark = pytest.mark.functional
 

@@ -19,7 +19,8 @@ from salt_redis_syndic.runtime import Counters
 from salt_redis_syndic.security.dckeys import DcKeyring
 from salt_redis_syndic.security.signing import Signer, Verifier
 from salt_redis_syndic.state.deadletter import DeadLetters
-from salt_redis_syndic.state.ledger import DcLedger, MomLedger
+from salt_redis_syndic.state.ledger import DcLedger
+from salt_redis_syndic.state.mom_ledger import MomLedger
 from salt_redis_syndic.state.spool import Spool
 from salt_redis_syndic.transport.connection import TRANSIENT, make_client
 from salt_redis_syndic.transport.deadletter import DeadLetterList

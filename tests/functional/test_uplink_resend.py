@@ -21,7 +21,8 @@ from salt_redis_syndic.runtime import Counters
 from salt_redis_syndic.security.dckeys import DcKeyring
 from salt_redis_syndic.security.signing import Signer
 from salt_redis_syndic.state.deadletter import DeadLetters
-from salt_redis_syndic.state.ledger import DcLedger, MomLedger
+from salt_redis_syndic.state.ledger import DcLedger
+from salt_redis_syndic.state.mom_ledger import MomLedger
 from salt_redis_syndic.state.spool import Spool
 from salt_redis_syndic.transport.connection import make_client
 from salt_redis_syndic.transport.keys import Keys
@@ -97,8 +98,7 @@ def test_batches_lost_in_redis_are_pushed_again_and_stored_once(redis_server, tm
         collector.reconcile(client, now=time.time())
 
     def dc_round():
-        shipper._next_reconcile = 0.0
-        shipper.reconcile(rc)
+        shipper.reconcile_now(rc, time.time())
 
     # batch 1 (ack + return of job 1) arrives and is confirmed
     spool.append([ack(JIDS[0]), ret(JIDS[0])])

@@ -309,3 +309,51 @@ def test_repr_of_settings_with_unusual_url_does_not_crash_or_leak():
     assert SECRET not in repr(s)
     assert SECRET not in repr(s.redis)
 
+
+
+# ------------------------------------------------------------- one table of options, checked by it
+
+def _plain_options():
+    from dataclasses import fields
+
+    from salt_redis_syndic.config import Settings
+
+    return [f for f in fields(Settings) if f.metadata.get("plain")]
+
+
+@pytest.mark.parametrize("f", [f for f in _plain_options() if f.type in ("int", "float")], ids=lambda f: f.name)
+def test_each_number_option_takes_its_default_and_refuses_less_than_its_minimum(f):
+    assert getattr(load_settings(opts(mom())), f.name) == f.default
+    minimum = f.metadata["minimum"]
+    assert getattr(load_settings(opts(mom(**{f.name: minimum}))), f.name) == minimum
+    below = minimum - 1 if f.type == "int" else minimum - 0.0005
+    err = config_error(mom(**{f.name: below}))
+    assert err.option == f.name and f"must be >= {minimum}" in str(err)
+
+
+@pytest.mark.parametrize("f", [f for f in _plain_options() if f.type == "bool"], ids=lambda f: f.name)
+def test_each_flag_option_takes_its_default_and_refuses_a_string(f):
+    assert getattr(load_settings(opts(mom())), f.name) is f.default
+    assert getattr(load_settings(opts(mom(**{f.name: not f.default}))), f.name) is (not f.default)
+    assert config_error(mom(**{f.name: "yes"})).option == f.name
+
+
+def test_an_empty_allow_list_allows_nothing_while_unset_allows_everything():
+    assert load_settings(opts(dc(allow_functions=[]))).allow_functions == ()
+    assert load_settings(opts(dc())).allow_functions is None
+    assert load_settings(opts(dc(deny_functions="test.*"))).deny_functions == ("test.*",)
+
+
+PATHS = {"state_dir", "spool_dir", "signing_key"}  # any value is taken as a path (str())
+
+
+@pytest.mark.parametrize("option", sorted(KNOWN_OPTIONS - PATHS))
+def test_every_known_option_is_read_and_checked_by_its_own_rule(option):
+    """A value of no usable type is refused naming the option: no option is known but never read."""
+    err = config_error(dc(**{option: object()}))
+    assert err.option == option and "typo" not in str(err)
+
+
+def test_known_options_include_the_connection_options_not_the_built_connections():
+    assert {"job_ttl", "redis_url", "redis_read_url", "redis_password", "socket_timeout", "key_management"} <= KNOWN_OPTIONS
+    assert "redis" not in KNOWN_OPTIONS and "redis_read" not in KNOWN_OPTIONS

@@ -20,7 +20,8 @@ from salt_redis_syndic.security.confidential import PayloadKey
 from salt_redis_syndic.security.dckeys import DcKeyring
 from salt_redis_syndic.security.signing import Signer, Verifier
 from salt_redis_syndic.state.deadletter import DeadLetters
-from salt_redis_syndic.state.ledger import DcLedger, MomLedger
+from salt_redis_syndic.state.ledger import DcLedger
+from salt_redis_syndic.state.mom_ledger import MomLedger
 from salt_redis_syndic.state.spool import Spool
 from salt_redis_syndic.wire.codec import VERSION, pack
 from salt_redis_syndic.wire.jobs import decode_job, encode_job, make_job

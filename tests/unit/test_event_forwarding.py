@@ -24,7 +24,7 @@ from salt_redis_syndic.runtime import Counters
 from salt_redis_syndic.security.dckeys import DcKeyring
 from salt_redis_syndic.security.signing import Signer
 from salt_redis_syndic.state.deadletter import DeadLetters
-from salt_redis_syndic.state.ledger import MomLedger
+from salt_redis_syndic.state.mom_ledger import MomLedger
 from salt_redis_syndic.wire.sealed import seal
 from salt_redis_syndic.wire.uplink import Event, decode_batch, encode_batch
 

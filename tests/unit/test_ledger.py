@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from salt_redis_syndic.state.ledger import DcLedger, JobRecord, MomLedger
+from salt_redis_syndic.state.ledger import DcLedger, JobRecord
+
+from salt_redis_syndic.state.mom_ledger import MomLedger
 
 pytestmark = pytest.mark.unit
 

@@ -21,7 +21,8 @@ from salt_redis_syndic.returns.shipper import Shipper, SpoolWatch
 from salt_redis_syndic.runtime import Counters, Gauges
 from salt_redis_syndic.security.dckeys import DcKeyring
 from salt_redis_syndic.security.signing import Signer
-from salt_redis_syndic.state.ledger import DcLedger, MomLedger
+from salt_redis_syndic.state.ledger import DcLedger
+from salt_redis_syndic.state.mom_ledger import MomLedger
 from salt_redis_syndic.state.spool import Spool
 from salt_redis_syndic.wire.codec import pack
 from salt_redis_syndic.wire.sealed import seal

@@ -12,7 +12,8 @@ from salt_redis_syndic.jobs.publisher import publish_load
 from salt_redis_syndic.jobs.reconcile import DcView, due_resends
 from salt_redis_syndic.returns.confirm import ResendPlanner, UplinkTracker
 from salt_redis_syndic.security.signing import Signer, Verifier
-from salt_redis_syndic.state.ledger import DcLedger, MomLedger, OutboxJob
+from salt_redis_syndic.state.ledger import DcLedger
+from salt_redis_syndic.state.mom_ledger import MomLedger, OutboxJob
 from salt_redis_syndic.transport.stream import stream_id_key
 from salt_redis_syndic.wire.codec import pack
 from salt_redis_syndic.wire.confirm import Confirm, decode_confirm, read_confirm

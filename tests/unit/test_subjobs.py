@@ -13,7 +13,8 @@ from test_dc_consumer import Env  # the DC engine jobs loop with fakes for Salt
 from salt_redis_syndic.jobs.reconcile import DcView, due_subjob_resends
 from salt_redis_syndic.returns.barrier import Announce, ReleaseBarrier, Store
 from salt_redis_syndic.security.signing import Signer, Verifier
-from salt_redis_syndic.state.ledger import DcLedger, MomLedger, OutboxJob
+from salt_redis_syndic.state.ledger import DcLedger
+from salt_redis_syndic.state.mom_ledger import MomLedger, OutboxJob
 from salt_redis_syndic.wire.jobs import decode_job, encode_job, make_job
 from salt_redis_syndic.wire.subjobs import (
     EXTENSION,

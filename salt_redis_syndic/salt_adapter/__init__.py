@@ -1,4 +1,5 @@
-"""The only module that imports Salt: event bus, LocalClient publishing, job cache.
+"""The only package that imports Salt: event bus, LocalClient publishing, job cache (here);
+the local master's objects for the loops (:mod:`.local`); gitfs / git_pillar (:mod:`.gitfs`).
 
 Each function here mirrors what Salt itself does for a syndic (``Syndic.syndic_cmd``,
 ``_minion_event``/``_syndic_return``, ``salt.utils.job``); tests pin that behaviour against
@@ -19,7 +20,7 @@ import salt.minion
 import salt.utils.event
 import salt.utils.job
 
-from .errors import RedisSyndicError
+from ..errors import RedisSyndicError
 
 log = logging.getLogger(__name__)
 
