@@ -20,6 +20,7 @@ from . import __version__
 from .config import Settings, dc_keys_dir
 from .estate.dc_estate import DcEstate
 from .estate.key_orders import KeyOrders
+from .estate.keymirror import KeyMirror, mirror_alarm, mirrored_dc
 from .estate.mom_estate import MomEstate
 from .jobs.consumer import JobConsumer
 from .jobs.presence import wait_for_subscribers
@@ -52,6 +53,7 @@ class Master(Protocol):
     def publisher(self) -> Any: ...
     def minion_data(self) -> Any: ...
     def key_manager(self) -> Any: ...
+    def key_store(self, mirrored_dc: Callable[[Any], str | None]) -> Any: ...
     def accepted_minion_count(self) -> int: ...
     def wait_for_master(self, timeout: float, stop: threading.Event) -> bool: ...
 
@@ -101,15 +103,20 @@ def build_mom(role: Role, master: Master | None = None) -> dict[str, Loop]:
         "publish": ListenFirst(JobPublisher(settings, publish_bus, signer, published, role.counters, role.stop,
                                             ledger=MomLedger(ledger_file(settings.state_dir, "mom")),
                                             recent_loads=lambda since: publisher_cache.recent_loads(since),
-                                            master_user=str(opts.get("user") or "root")), publish_bus),
+                                            master_user=str(opts.get("user") or "root"),
+                                            owners=master.key_store(mirrored_dc).owners
+                                            if settings.mirror_minion_keys else None), publish_bus),
         "collect": Collector(settings, master.bus(listen=False), master.job_cache(),
                              MomLedger(ledger_file(settings.state_dir, "mom")), published, dead, role.counters,
                              role.stop, gauges=role.gauges, keyring=DcKeyring(dc_keys_dir(settings), dict(settings.dc_keys)),
                              signer=signer),
     }
     if settings.estate:
+        estate_bus = master.bus(listen=False)
+        mirror = KeyMirror(master.key_store(mirrored_dc), settings.mirror_minion_keys,
+                           mirror_alarm(estate_bus, role.counters))
         loops["estate"] = MomEstate(settings, opts, DcKeyring(dc_keys_dir(settings), dict(settings.dc_keys)),
-                                    master.bus(listen=False), dead, role.counters, role.stop)
+                                    estate_bus, dead, role.counters, role.stop, mirror=mirror)
     return loops
 
 

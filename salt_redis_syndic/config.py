@@ -93,6 +93,8 @@ class Settings:
     drift_roots: tuple[str, ...] = ("file_roots", "pillar_roots", "gitfs", "git_pillar")
     drift_interval: float = _opt(60.0, 0.1)
     key_management: bool = _opt(False)  # minion keys changed on a DC by signed MoM orders (salt_redis_syndic.keycmd)
+    # DC minions listed (never authenticating) in the MoM key store, for long jobs (estate.keymirror)
+    mirror_minion_keys: bool = _opt(True)
 
     @property
     def is_mom(self) -> bool:

@@ -24,6 +24,7 @@ from ..transport.keys import Keys
 from ..transport.stream import JobStream
 from .drift import Listing, compared_digests, digests, drift_report
 from .drift_watch import ServedFiles, drift_news
+from .keymirror import KeyMirror
 from .records import (
     EstateHead,
     decode_delta,
@@ -71,7 +72,9 @@ class MomEstate:
 
     def __init__(self, settings: Settings, opts: Mapping[str, Any], keyring: Any, bus: FireBus,
                  deadletters: DeadLetters | None, counters: Counters, stop: threading.Event, *,
-                 store: EstateStore | None = None, own: ServedFiles | None = None) -> None:
+                 store: EstateStore | None = None, own: ServedFiles | None = None,
+                 mirror: KeyMirror | None = None) -> None:
+        self.mirror = mirror  # DC minions in this master's key store (estate.keymirror)
         self.settings = settings
         self.opts = opts
         self.keyring = keyring
@@ -120,8 +123,19 @@ class MomEstate:
                     self.reject(dc, "head", rej, raw)
                 continue
             self.follow(client, dc, state, now)
+        if self.mirror is not None:
+            self.sync_mirror()
         if self.settings.drift_roots:
             self.check_drift(client, now)
+
+    def sync_mirror(self) -> None:
+        """Mirror the accepted minions of every DC whose roster is loaded (never fatal)."""
+        assert self.mirror is not None
+        rosters = {dc: {m: e.state for m, e in st.view.minions.items()} for dc, st in self.dcs.items() if st.view.epoch}
+        try:
+            self.mirror.sync(rosters)
+        except Exception as err:  # a key store error must not stop the roster  # noqa: BLE001
+            self._rl.log(logging.ERROR, "mirror", "redis_syndic: cannot update the mirrored minion keys: %s", err)
 
     # -- roster ------------------------------------------------------------------------------
     def follow(self, client: Any, dc: str, state: _DcState, now: float) -> None:

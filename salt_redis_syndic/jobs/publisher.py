@@ -13,7 +13,7 @@ import queue
 import re
 import threading
 import time
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from ..config import Settings
 from ..errors import RejectedEntry
@@ -28,6 +28,7 @@ from ..transport.stream import JobStream
 from ..wire.codec import pack, unpack
 from ..wire.jobs import JobEnvelope, encode_events, encode_job, make_job
 from ..wire.subjobs import job_identity
+from . import findjob
 from .targeting import BadTarget, dcs_from_load, is_relayed
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,9 @@ class JobPublisher:
 
     def __init__(self, settings: Settings, bus: Bus, signer: Signer, published: "queue.Queue[tuple[Any, ...]]",
                  counters: Counters, stop: threading.Event, *, ledger: MomLedger,
-                 recent_loads: Any = None, master_user: str = "root") -> None:
+                 recent_loads: Any = None, master_user: str = "root",
+                 owners: Callable[[list[str]], Mapping[str, str | None]] | None = None) -> None:
+        self.owners = owners  # mirrored key -> DC (estate.keymirror), to answer find_job for unaddressed minions
         self.ledger = ledger
         self.recent_loads = recent_loads
         self.replayable_users = {*_REPLAYABLE_USERS, master_user}
@@ -153,6 +156,7 @@ class JobPublisher:
             while event is not None:  # drain what is already queued: one round trip for a burst
                 job = self.job_from_event(*event)
                 if job is not None:
+                    self.answer_find_job(job)
                     pending.append(self._entry(job, encode_job(job, self.signer, self.payload_keys)))
                 else:
                     self.down.offer(*event)
@@ -188,6 +192,34 @@ class JobPublisher:
             self.counters.inc("events_forwarded", len(self.down.pending))
             pending, recorded = [], 0
             self.down.pending = []
+
+    def answer_find_job(self, job: JobEnvelope) -> None:
+        """For a find_job about a job sent to some DCs only: answer for the other DCs' minions.
+
+        See :mod:`.findjob` (the waiting CLI would report them as not returned otherwise).
+        """
+        if self.owners is None:
+            return
+        question = findjob.asked(job.load)
+        if question is None:
+            return
+        asked_jid, minions = question
+        packed = self.ledger.outbox_entry(asked_jid)
+        fields = unpack_fields(packed) if packed is not None else None
+        addressed = entry_dcs(fields) if fields is not None else None
+        if addressed is None:
+            return
+        try:
+            others = findjob.unaddressed(minions, self.owners(minions), addressed)
+        except Exception as err:  # a key store error: Salt's CLI reports them as not returned  # noqa: BLE001
+            self._rl.log(logging.WARNING, "owners", "redis_syndic: cannot read the mirrored minion keys: %s", err)
+            return
+        for minion, dc in others.items():
+            tag, data = findjob.answer(job.jid, asked_jid, minion, dc, addressed)
+            self.bus.fire(data, tag)
+        if others:
+            log.debug("redis_syndic: find_job %s: %d minion(s) of DCs job %s was not sent to", job.jid, len(others),
+                      asked_jid)
 
 
 def unpack_fields(packed: bytes) -> dict[str, bytes] | None:

@@ -19,6 +19,7 @@ from . import (
     accepted_minion_count,
     wait_for_master,
 )
+from .keystore import KeyStoreCache
 
 
 class Lazy:
@@ -61,6 +62,9 @@ class LocalMaster:
 
     def key_manager(self) -> KeyManager:
         return KeyManager(self.opts)
+
+    def key_store(self, mirrored_dc: Callable[[Any], str | None]) -> KeyStoreCache:
+        return KeyStoreCache(self.opts, mirrored_dc)
 
     def accepted_minion_count(self) -> int:
         return accepted_minion_count(self.opts)

@@ -20,6 +20,7 @@ from salt_redis_syndic.app import (
     build_mom,
 )
 from salt_redis_syndic.config import load_settings
+from salt_redis_syndic.estate.keymirror import marker
 from salt_redis_syndic.errors import ConfigError
 from salt_redis_syndic.estate.dc_estate import DcEstate
 from salt_redis_syndic.estate.key_orders import KeyOrders
@@ -56,6 +57,7 @@ class FakeMaster:
         self.caches: list[FakeCache] = []
         self.publishers: list[object] = []
         self.waited: list[float] = []
+        self.key_stores: list[FakeKeyStore] = []
 
     def bus(self, listen: bool) -> FakeBus:
         self.buses.append(FakeBus(listen))
@@ -78,12 +80,26 @@ class FakeMaster:
     def key_manager(self) -> object:
         return object()
 
+    def key_store(self, mirrored_dc: Any) -> FakeKeyStore:
+        self.key_stores.append(FakeKeyStore(mirrored_dc))
+        return self.key_stores[-1]
+
     def accepted_minion_count(self) -> int:
         return 3
 
     def wait_for_master(self, timeout: float, stop: threading.Event) -> bool:
         self.waited.append(timeout)
         return True
+
+
+class FakeKeyStore:
+    """The MoM key store as the key mirror and the publisher's find_job answers use it."""
+
+    def __init__(self, mirrored_dc: Any) -> None:
+        self.mirrored_dc = mirrored_dc
+
+    def owners(self, minions: list[str]) -> dict[str, str | None]:
+        return {m: None for m in minions}
 
 
 def role_for(tmp_path: Path, **block: Any) -> Role:
@@ -119,6 +135,16 @@ def test_mom_builds_publish_collect_and_estate(tmp_path: Path) -> None:
     assert publish.loop.counters is collector.counters is estate.counters is role.counters
     assert collector.gauges is role.gauges
     assert (tmp_path / "pki" / "redis_syndic.pem").exists()  # the MoM's signing key, created once
+    # DC minions mirrored into the MoM key store (long jobs), and find_job answered from it
+    assert estate.mirror is not None and estate.mirror.keys in master.key_stores
+    assert publish.loop.owners is not None and publish.loop.owners.__self__ in master.key_stores
+    assert master.key_stores[0].mirrored_dc(marker("east")) == "east"
+
+
+def test_mom_without_key_mirroring(tmp_path: Path) -> None:
+    loops = build_mom(mom_role(tmp_path, mirror_minion_keys=False), FakeMaster())
+    assert loops["publish"].loop.owners is None
+    assert loops["estate"].mirror is not None and loops["estate"].mirror.enabled is False  # removes its markers
 
 
 def test_mom_without_estate(tmp_path: Path) -> None:
