@@ -8,7 +8,6 @@ import time
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from test_dc_consumer import Env  # the DC engine jobs loop with fakes for Salt
 
 from salt_redis_syndic.jobs.reconcile import DcView, due_subjob_resends
 from salt_redis_syndic.returns.barrier import Announce, ReleaseBarrier, Store
@@ -25,6 +24,8 @@ from salt_redis_syndic.wire.subjobs import (
     saved_load_is,
 )
 from salt_redis_syndic.wire.uplink import Ack, decode_batch, encode_batch
+
+from support.dc_env import Env  # the DC engine jobs loop with fakes for Salt
 
 pytestmark = pytest.mark.unit
 
