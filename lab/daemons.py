@@ -630,6 +630,27 @@ lab_jid:
       - file: lab_jid_helper
 """
 
+LAB_SLEEP_SLS = """\
+# Written by lab: a state that runs for pillar 'seconds' (default 20) and then succeeds.
+lab_sleep:
+  cmd.run:
+    - name: sleep {{ salt['pillar.get']('seconds', 20) }}
+"""
+
+LAB_FAIL_SLS = """\
+# Written by lab: one state that succeeds, one that fails, one that requires the failed one.
+lab_fail_ok:
+  test.succeed_without_changes: []
+
+lab_fail_bad:
+  test.fail_without_changes: []
+
+lab_fail_after:
+  test.succeed_without_changes:
+    - require:
+      - test: lab_fail_bad
+"""
+
 LAB_JID_HELPER = '''\
 """Append the jid of the Salt job this process runs under to a file (lab helper)."""
 import os
@@ -661,6 +682,8 @@ def write_state_tree(base: Path) -> None:
     (base / "top.sls").write_text("base:\n  '*': []\n")
     (base / "lab" / "init.sls").write_text(LAB_INIT_SLS)
     (base / "lab" / "jid.sls").write_text(LAB_JID_SLS)
+    (base / "lab" / "sleep.sls").write_text(LAB_SLEEP_SLS)
+    (base / "lab" / "fail.sls").write_text(LAB_FAIL_SLS)
     (base / "lab" / "files" / "lab_jid.py").write_text(LAB_JID_HELPER)
 
 

@@ -45,10 +45,39 @@ def unaddressed(minions: Iterable[str], owners: Mapping[str, str | None], addres
     return {m: dc for m in minions if (dc := owners.get(m)) is not None and dc not in to}
 
 
-def answer(find_jid: str, asked_jid: str, minion: str, dc: str, addressed: Iterable[str]) -> tuple[str, dict[str, Any]]:
+def untargeted(minions: Iterable[str], owners: Mapping[str, str | None],
+               acks: Mapping[str, tuple[str, list[str]]]) -> dict[str, str]:
+    """``{minion: its DC}`` for the asked minions whose DC acknowledged the job without running it there.
+
+    The MoM matches a target on names only (it has no grains or pillar of DC minions), so for
+    ``-C '* and not G@dc:east'`` it waits for east's minions too; east's ack says whom east
+    targeted. A minion its DC did not target (or a DC that refused, expired or skipped the job)
+    does not run the job. A DC that has not acknowledged yet is left to Salt.
+    """
+    out = {}
+    for minion in minions:
+        dc = owners.get(minion)
+        if dc is None or dc not in acks:
+            continue
+        status, targeted = acks[dc]
+        if status != "published" or minion not in targeted:
+            out[minion] = dc
+    return out
+
+
+def not_addressed_why(asked_jid: str, minion: str, dc: str, addressed: Iterable[str]) -> str:
+    return (f"job {asked_jid} is addressed to DC(s) {', '.join(sorted(addressed))}; "
+            f"{minion} is a minion of DC {dc} and never received it")
+
+
+def not_targeted_why(asked_jid: str, minion: str, dc: str, status: str) -> str:
+    if status == "published":
+        return f"DC {dc} ran job {asked_jid} without targeting {minion}"
+    return f"job {asked_jid} was not run on DC {dc} ({status})"
+
+
+def answer(find_jid: str, asked_jid: str, minion: str, why: str) -> tuple[str, dict[str, Any]]:
     """The ``(tag, data)`` telling the waiting CLI that ``minion`` does not run ``asked_jid``."""
-    why = (f"job {asked_jid} is addressed to DC(s) {', '.join(sorted(addressed))}; "
-           f"{minion} is a minion of DC {dc} and never received it")
     return (f"salt/job/{find_jid}/ret/{minion}",
             {"id": minion, "jid": find_jid, "fun": FIND_JOB, "fun_args": [asked_jid], "return": {}, "retcode": 1,
              "success": False, "redis_syndic": why})

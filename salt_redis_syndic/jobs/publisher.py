@@ -194,9 +194,10 @@ class JobPublisher:
             self.down.pending = []
 
     def answer_find_job(self, job: JobEnvelope) -> None:
-        """For a find_job about a job sent to some DCs only: answer for the other DCs' minions.
+        """For a find_job about a bridged job: answer for the minions that cannot be running it.
 
-        See :mod:`.findjob` (the waiting CLI would report them as not returned otherwise).
+        They are minions of DCs the job was not addressed to, or that their DC acknowledged
+        without targeting; see :mod:`.findjob` (the waiting CLI would report them as not returned).
         """
         if self.owners is None:
             return
@@ -206,21 +207,26 @@ class JobPublisher:
         asked_jid, minions = question
         packed = self.ledger.outbox_entry(asked_jid)
         fields = unpack_fields(packed) if packed is not None else None
-        addressed = entry_dcs(fields) if fields is not None else None
-        if addressed is None:
-            return
+        if fields is None:
+            return  # not a job this MoM sent
         try:
-            others = findjob.unaddressed(minions, self.owners(minions), addressed)
+            owners = self.owners(minions)
         except Exception as err:  # a key store error: Salt's CLI reports them as not returned  # noqa: BLE001
             self._rl.log(logging.WARNING, "owners", "redis_syndic: cannot read the mirrored minion keys: %s", err)
             return
-        for minion, dc in others.items():
-            tag, data = findjob.answer(job.jid, asked_jid, minion, dc, addressed)
+        addressed = entry_dcs(fields)
+        whys = {}
+        if addressed is not None:
+            whys = {m: findjob.not_addressed_why(asked_jid, m, dc, addressed)
+                    for m, dc in findjob.unaddressed(minions, owners, addressed).items()}
+        acks = self.ledger.fresh_acks(asked_jid)
+        for minion, dc in findjob.untargeted([m for m in minions if m not in whys], owners, acks).items():
+            whys[minion] = findjob.not_targeted_why(asked_jid, minion, dc, acks[dc][0])
+        for minion, why in whys.items():
+            tag, data = findjob.answer(job.jid, asked_jid, minion, why)
             self.bus.fire(data, tag)
-        if others:
-            log.debug("redis_syndic: find_job %s: %d minion(s) of DCs job %s was not sent to", job.jid, len(others),
-                      asked_jid)
-
+        if whys:
+            log.debug("redis_syndic: find_job %s: %d minion(s) cannot be running job %s", job.jid, len(whys), asked_jid)
 
 def unpack_fields(packed: bytes) -> dict[str, bytes] | None:
     """Stream entry fields as the outbox keeps them (our own writing; None if the file is damaged)."""

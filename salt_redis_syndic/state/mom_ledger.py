@@ -182,10 +182,7 @@ class MomLedger:
         """{dc: {sub-job: (status, minions)}} for ``jid``, oldest ack first; shared: do not mutate."""
         cached = self._acks_cache.get(jid)
         if cached is None:
-            cached = {}
-            for dc, sub, status, m in self._db.execute("SELECT dc, sub, status, minions FROM acks WHERE jid=? "
-                                                       "ORDER BY at, rowid", (jid,)):
-                cached.setdefault(dc, {})[sub] = (status, json.loads(m))
+            cached = self._read_ack_rows(jid)
             if len(self._acks_cache) >= ACKS_CACHE_JIDS:
                 oldest = next(iter(self._acks_cache))
                 self._acks_cache.pop(oldest)
@@ -200,6 +197,17 @@ class MomLedger:
             merged = {dc: merge_acks(subs.values()) for dc, subs in self.ack_rows(jid).items()}
             self._merged_cache[jid] = merged
         return dict(merged)
+
+    def _read_ack_rows(self, jid: str) -> dict[str, dict[str, tuple[str, list[str]]]]:
+        rows: dict[str, dict[str, tuple[str, list[str]]]] = {}
+        for dc, sub, status, m in self._db.execute("SELECT dc, sub, status, minions FROM acks WHERE jid=? "
+                                                   "ORDER BY at, rowid", (jid,)):
+            rows.setdefault(dc, {})[sub] = (status, json.loads(m))
+        return rows
+
+    def fresh_acks(self, jid: str) -> dict[str, tuple[str, list[str]]]:
+        """Like :meth:`acks`, read from the database: for a reader whose cache another instance fills."""
+        return {dc: merge_acks(subs.values()) for dc, subs in self._read_ack_rows(jid).items()}
 
     def acked_dcs(self, jid: str, sub: str) -> set[str]:
         """The DCs that acknowledged sub-job ``sub`` of ``jid`` (a whole-jid ack counts for every sub-job)."""

@@ -83,3 +83,25 @@ def make_lab() -> Iterator[Callable[..., Lab]]:
         yield factory
     finally:
         factory.stop_all()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The conformance table: one line per case run, single master vs MoM (works under xdist)."""
+    rows = []
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call":
+                continue
+            for name, value in getattr(report, "user_properties", ()):
+                if name == "conformance":
+                    rows.append(value)
+    if not rows:
+        return
+    terminalreporter.section("conformance: single master vs MoM")
+    terminalreporter.write_line(f"{'case':<22} {'single rc':>9} {'MoM rc':>6}  result")
+    for row in sorted(rows, key=lambda r: r["case"]):
+        terminalreporter.write_line(f"{row['case']:<22} {row['single_rc']:>9} {row['mom_rc']:>6}  {row['result'][:110]}")
+    failing = sum(1 for r in rows if r["result"].startswith("DIFFERENT"))
+    known = sum(1 for r in rows if r["result"].startswith("known difference"))
+    terminalreporter.write_line(f"{len(rows) - failing - known} of {len(rows)} cases the same as a single master, "
+                                f"{known} known difference(s), {failing} failing")

@@ -45,8 +45,15 @@ def test_unaddressed_keeps_only_mirrors_of_other_dcs() -> None:
     assert findjob.unaddressed(["e1", "w1"], owners, ["east", "west"]) == {}
 
 
+def test_untargeted_keeps_minions_their_dc_did_not_run_the_job_on() -> None:
+    owners = {"e1": "east", "e2": "east", "w1": "west", "n1": "north", "own": None}
+    acks = {"east": ("published", ["e1"]), "west": ("refused", [])}  # north has not acknowledged yet
+    assert findjob.untargeted(["e1", "e2", "w1", "n1", "own"], owners, acks) == {"e2": "east", "w1": "west"}
+    assert findjob.untargeted(["e1"], owners, {}) == {}
+
+
 def test_answer_is_what_salts_cli_drops_a_minion_for() -> None:
-    tag, data = findjob.answer(FIND, JOB, "w1", "west", ["east"])
+    tag, data = findjob.answer(FIND, JOB, "w1", findjob.not_addressed_why(JOB, "w1", "west", ["east"]))
     assert tag == f"salt/job/{FIND}/ret/w1"
     # LocalClient.get_iter_returns: ``if raw["data"]["retcode"] > 0: minions.remove(raw["data"]["id"])``
     assert data["retcode"] > 0 and data["id"] == "w1" and data["jid"] == FIND and data["return"] == {}
@@ -97,6 +104,23 @@ def test_publisher_answers_nothing_for_a_job_sent_to_every_dc_or_unknown(tmp_pat
     other = {**find_load(["w1"]), "arg": ["20240501000000000000"]}  # a jid this MoM never sent
     pub.answer_find_job(pub.job_from_event(f"salt/job/{FIND}/publish", other))
     assert bus.events == []
+
+
+def test_publisher_answers_for_minions_their_dc_did_not_target(tmp_path: Any) -> None:
+    owners = {"e1": "east", "e2": "east", "w1": "west"}
+    pub, bus = publisher(tmp_path, lambda ms: {m: owners.get(m) for m in ms})
+    record(pub, {"fun": "test.sleep", "arg": [60], "tgt": "* and not G@role:db", "tgt_type": "compound", "jid": JOB,
+                 "ret": "", "user": "root"})
+    find = pub.job_from_event(f"salt/job/{FIND}/publish", find_load(["e1", "e2", "w1"]))
+    assert find is not None
+    pub.answer_find_job(find)
+    assert bus.events == []  # no DC acknowledged yet: nothing is known, Salt decides
+    collector_view = MomLedger(str(tmp_path / "mom.sqlite"))  # the collect loop's own ledger
+    collector_view.record_ack(JOB, "east", "published", ["e1"])
+    collector_view.record_ack(JOB, "west", "published", ["w1"])
+    pub.answer_find_job(find)
+    assert [t for t, _ in bus.events] == [f"salt/job/{FIND}/ret/e2"]
+    assert "without targeting e2" in bus.events[0][1]["redis_syndic"]
 
 
 def test_publisher_without_mirrors_never_answers(tmp_path: Any) -> None:
