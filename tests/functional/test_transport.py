@@ -392,15 +392,15 @@ def test_collector_clears_inflight_after_storing(redis_server, client, tmp_path)
                                                         "namespace": "t", "state_dir": str(tmp_path / "mom")}})
     cache, bus = _Cache(), _Bus()
     ledger = MomLedger(os.path.join(mom.state_dir, "mom.sqlite"))
+    uplink = UplinkQueue(client, KEYS.uplink("mom1"), KEYS.inflight("mom1"))
     collector = Collector(mom, bus, cache, ledger, queue.Queue(),
                           DeadLetters(str(tmp_path / "dl"), KEYS.deadletter, 10, None), Counters(), threading.Event(),
-                          keyring=DcKeyring(str(tmp_path / "keys"), {"east": EAST_KEY.public_pem}))
-    collector._queue = UplinkQueue(client, KEYS.uplink("mom1"), KEYS.inflight("mom1"))
-    for raw in collector._queue.take(max_items=50, block_seconds=0.1):
+                          keyring=DcKeyring(str(tmp_path / "keys"), {"east": EAST_KEY.public_pem}), uplink=uplink)
+    for raw in uplink.take(max_items=50, block_seconds=0.1):
         collector.process(raw)
     assert cache.stored == [(JID, "m1")]
-    assert collector._queue.inflight() == []
-    assert collector._queue.length() == 0
+    assert uplink.inflight() == []
+    assert uplink.length() == 0
     ledger.close()
     rc.close()
 

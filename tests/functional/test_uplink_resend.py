@@ -85,17 +85,17 @@ def test_batches_lost_in_redis_are_pushed_again_and_stored_once(redis_server, tm
     shipper = Shipper(dc, spool, None, counters, threading.Event(), threading.Event(), cursor=lambda: "0-0",
                       minion_count=lambda: 1, version="t", signer=EAST_KEY, ledger=ledger)
     cache, bus = _Cache(), _Bus()
+    uplink = UplinkQueue(client, KEYS.uplink("mom1"), KEYS.inflight("mom1"))
     collector = Collector(mom, bus, cache, MomLedger(os.path.join(mom.state_dir, "mom.sqlite")), queue.Queue(),
                           DeadLetters(str(tmp_path / "dl"), KEYS.deadletter, 10, None), Counters(), threading.Event(),
-                          keyring=DcKeyring(str(tmp_path / "keys"), {"east": EAST_KEY.public_pem}), signer=MOM_KEY)
-    collector._queue = UplinkQueue(client, KEYS.uplink("mom1"), KEYS.inflight("mom1"))
+                          keyring=DcKeyring(str(tmp_path / "keys"), {"east": EAST_KEY.public_pem}), signer=MOM_KEY,
+                          uplink=uplink)
     rc = make_client(dc.redis)
 
     def mom_round():
-        for raw in collector._queue.take(max_items=50, block_seconds=0.05):
+        for raw in uplink.take(max_items=50, block_seconds=0.05):
             collector.process(raw)
-        collector._next_confirm = 0.0
-        collector.reconcile(client, now=time.time())
+        collector.reconcile(client, now=time.time(), confirm_now=True)
 
     def dc_round():
         shipper.reconcile_now(rc, time.time())

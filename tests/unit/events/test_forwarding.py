@@ -156,8 +156,7 @@ def collector(tmp_path, **extra):
     c = Collector(settings, bus, None, ledger, queue.Queue(),
                   DeadLetters(os.path.join(settings.state_dir, "dl"), "redis_syndic:deadletter", 100, None),
                   Counters(), threading.Event(), keyring=DcKeyring(os.path.join(settings.state_dir, "k"),
-                                                                   {"east": EAST.public_pem}))
-    c._queue = FakeQueue()
+                                                                   {"east": EAST.public_pem}), uplink=FakeQueue())
     return c, bus, ledger
 
 

@@ -241,8 +241,7 @@ def test_barrier_waits_only_for_the_addressed_dcs(tmp_path):
     keyring = DcKeyring(os.path.join(settings.state_dir, "dc_keys"), {dc: s.public_pem for dc, s in DC_KEYS.items()})
     collector = Collector(settings, bus, cache, ledger, published,
                           DeadLetters(os.path.join(settings.state_dir, "dl"), "redis_syndic:deadletter", 100, None),
-                          Counters(), threading.Event(), keyring=keyring)
-    collector._queue = FakeQueue()
+                          Counters(), threading.Event(), keyring=keyring, uplink=FakeQueue())
     collector.live_dcs = {"east", "west"}
     collector.known_dcs = {"east", "west"}
     published.put((JID, NOW + 900, ("east",)))

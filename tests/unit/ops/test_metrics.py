@@ -254,8 +254,7 @@ def test_mom_fires_spool_growing_once_per_episode_and_sets_gauges(tmp_path):
                         spool_growing=growing)
 
     def refresh(st):
-        collector._next_status = 0
-        collector.refresh_live_dcs(FakeRedis({"east": st}))
+        collector.refresh_live_dcs(FakeRedis({"east": st}), force=True)
         return [tag for tag, _ in bus.events]
 
     assert refresh(status(3)) == ["redis_syndic/dc/east/up"]

@@ -98,8 +98,7 @@ class Env:
                             {dc: signer.public_pem for dc, signer in DC_KEYS.items()})
         c = Collector(self.settings, self.bus, self.cache, self.ledger, self.published,
                       DeadLetters(self.deadletter_dir, "redis_syndic:deadletter", 100, None),
-                      self.counters, threading.Event(), keyring=keyring)
-        c._queue = self.queue
+                      self.counters, threading.Event(), keyring=keyring, uplink=self.queue)
         return c
 
     def restart(self):

@@ -156,8 +156,7 @@ def test_top_announces_the_middle_with_the_minions_below_and_stores_their_return
     c = Collector(settings, bus, cache, ledger, published,
                   DeadLetters(os.path.join(settings.state_dir, "dl"), "redis_syndic:deadletter", 100, None),
                   Counters(), threading.Event(), keyring=DcKeyring(os.path.join(settings.state_dir, "k"),
-                                                                   {"mid": MID.public_pem}))
-    c._queue = FakeQueue()
+                                                                   {"mid": MID.public_pem}), uplink=FakeQueue())
     c.live_dcs = c.known_dcs = {"mid"}
     published.put((JID, T0 + 900, None))
 
