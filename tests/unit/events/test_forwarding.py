@@ -28,6 +28,8 @@ from salt_redis_syndic.state.mom_ledger import MomLedger
 from salt_redis_syndic.wire.sealed import seal
 from salt_redis_syndic.wire.uplink import Event, decode_batch, encode_batch
 
+from support.fakes import FakeBus, FakeQueue
+
 pytestmark = pytest.mark.unit
 
 JID = "20240501123456789012"
@@ -125,26 +127,6 @@ def test_events_ride_in_batches_and_bad_ones_are_rejected_alone():
 
 
 # ------------------------------------------------------------------------ MoM side
-
-
-class FakeBus:
-    def __init__(self):
-        self.events = []
-
-    def get(self, wait):
-        return None
-
-    def fire(self, data, tag):
-        self.events.append((tag, dict(data)))
-        return True
-
-
-class FakeQueue:
-    def __init__(self):
-        self.done_calls = []
-
-    def done(self, items):
-        self.done_calls.extend(items)
 
 
 def collector(tmp_path, **extra):

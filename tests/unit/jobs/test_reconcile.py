@@ -19,6 +19,8 @@ from salt_redis_syndic.wire.codec import pack
 from salt_redis_syndic.wire.confirm import Confirm, decode_confirm, read_confirm
 from salt_redis_syndic.wire.sealed import seal
 
+from support.fakes import FakeBus
+
 pytestmark = pytest.mark.unit
 
 MOM_KEY = Signer(Ed25519PrivateKey.generate())
@@ -185,15 +187,6 @@ def test_publish_load_rebuilds_the_minion_bound_load_from_a_saved_load():
         "jid": "20240501123456789001", "metadata": {"a": 1}, "start_event": True}
 
 
-class _Bus:
-    def __init__(self):
-        self.events = []
-
-    def fire(self, data, tag):
-        self.events.append((tag, dict(data)))
-        return True
-
-
 def test_publisher_recovers_unsent_outbox_entries_and_jobs_it_never_saw(tmp_path):
     import queue
     import threading
@@ -218,7 +211,7 @@ def test_publisher_recovers_unsent_outbox_entries_and_jobs_it_never_saw(tmp_path
         seen_since.append(since)
         return loads
 
-    bus, counters = _Bus(), Counters()
+    bus, counters = FakeBus(), Counters()
     pub = JobPublisher(settings, bus, MOM_KEY, queue.Queue(), counters, threading.Event(), ledger=ledger,
                        recent_loads=recent_loads, master_user="salt")
     got = pub.recover()

@@ -28,6 +28,8 @@ from salt_redis_syndic.wire.codec import pack
 from salt_redis_syndic.wire.sealed import seal
 from salt_redis_syndic.wire.status import DcStatus, decode_status
 
+from support.fakes import FakeBus
+
 pytestmark = pytest.mark.unit
 
 PEM = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA" + "A" * 43 + "=\n-----END PUBLIC KEY-----\n"
@@ -176,18 +178,6 @@ def test_spool_watch_fires_growing_once_then_drained_at_zero():
     assert watch.observe(3, 20) is None and watch.observe(4, 21) is None  # rate-limited: within the interval
     assert watch.observe(3, 70) == "growing"
     assert SpoolWatch(threshold=1).observe(1, 0) is None  # one file between write and shipment: no alarm
-
-
-class FakeBus:
-    def __init__(self):
-        self.events = []
-
-    def get(self, wait):
-        return None
-
-    def fire(self, data, tag):
-        self.events.append((tag, dict(data)))
-        return True
 
 
 def test_shipper_fires_spool_events_on_its_bus_and_reports_them(tmp_path):
