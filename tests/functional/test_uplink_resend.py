@@ -30,37 +30,13 @@ from salt_redis_syndic.transport.queue import UplinkQueue
 from salt_redis_syndic.wire.confirm import Confirm
 from salt_redis_syndic.wire.sealed import seal
 
+from support.fakes import FakeBus, FakeCache
+
 pytestmark = pytest.mark.functional
 
 KEYS = Keys("t")
 MOM_KEY, EAST_KEY = Signer(Ed25519PrivateKey.generate()), Signer(Ed25519PrivateKey.generate())
 JIDS = [f"2024050112345678900{i}" for i in range(1, 4)]
-
-
-class _Bus:
-    def __init__(self):
-        self.tags = []
-
-    def get(self, wait):
-        return None
-
-    def fire(self, data, tag):
-        self.tags.append(tag)
-        return True
-
-
-class _Cache:
-    def __init__(self):
-        self.stored = []
-
-    def store_job(self, load, bus):
-        self.stored.append((load["jid"], load["id"]))
-
-    def store_minions(self, jid, minions, dc):
-        pass
-
-    def note_dc_minions(self, jid, dc, minions):
-        pass
 
 
 def ack(jid):
@@ -84,7 +60,7 @@ def test_batches_lost_in_redis_are_pushed_again_and_stored_once(redis_server, tm
     counters = Counters()
     shipper = Shipper(dc, spool, None, counters, threading.Event(), threading.Event(), cursor=lambda: "0-0",
                       minion_count=lambda: 1, version="t", signer=EAST_KEY, ledger=ledger)
-    cache, bus = _Cache(), _Bus()
+    cache, bus = FakeCache(), FakeBus()
     uplink = UplinkQueue(client, KEYS.uplink("mom1"), KEYS.inflight("mom1"))
     collector = Collector(mom, bus, cache, MomLedger(os.path.join(mom.state_dir, "mom.sqlite")), queue.Queue(),
                           DeadLetters(str(tmp_path / "dl"), KEYS.deadletter, 10, None), Counters(), threading.Event(),
@@ -124,7 +100,7 @@ def test_batches_lost_in_redis_are_pushed_again_and_stored_once(redis_server, tm
         mom_round()
         time.sleep(0.1)
     assert counters.snapshot()["batches_resent"] == 2
-    assert "redis_syndic/uplink/east/resent" not in bus.tags  # the DC fires that on its own bus
+    assert "redis_syndic/uplink/east/resent" not in bus.tags()  # the DC fires that on its own bus
 
     # a forged confirmation (not the MoM's key) is refused and counted; the copies are kept
     spool.append([ret(JIDS[0])])
