@@ -19,7 +19,7 @@ from salt_redis_syndic.wire.codec import pack
 from salt_redis_syndic.wire.confirm import Confirm, decode_confirm, read_confirm
 from salt_redis_syndic.wire.sealed import seal
 
-from support.fakes import FakeBus
+from support.fakes import FakeBus, FakeCache
 
 pytestmark = pytest.mark.unit
 
@@ -205,18 +205,13 @@ def test_publisher_recovers_unsent_outbox_entries_and_jobs_it_never_saw(tmp_path
              ("20240501123456789002", now - 4, {**base, "fun": "test.ping", "user": "root"}),
              ("20240501123456789003", now - 3, {**base, "fun": "test.ping", "user": "alice"}),  # eauth: no auth_list
              ("20240501123456789004", now - 2, {"fun": "runner.jobs.list_jobs", "user": "root"})]
-    seen_since = []
-
-    def recent_loads(since):
-        seen_since.append(since)
-        return loads
-
+    cache = FakeCache(recent=loads)
     bus, counters = FakeBus(), Counters()
     pub = JobPublisher(settings, bus, MOM_KEY, queue.Queue(), counters, threading.Event(), ledger=ledger,
-                       recent_loads=recent_loads, master_user="salt")
+                       recent_loads=cache.recent_loads, master_user="salt")
     got = pub.recover()
     assert [job.jid for job, _ in got] == ["20240501123456789001", "20240501123456789002"]
-    assert seen_since and seen_since[0] >= ledger.created_at()
+    assert cache.asked_since and cache.asked_since[0] >= ledger.created_at()
     replayed = decode_job(got[1][1], Verifier([MOM_KEY.public_pem]), 1 << 20, now, 60)
     assert replayed.load["fun"] == "test.ping" and abs(replayed.issued_at - (now - 4)) < 1e-6
     assert ledger.in_outbox(["20240501123456789002"]) == {"20240501123456789002"}
