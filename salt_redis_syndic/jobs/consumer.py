@@ -111,14 +111,14 @@ class JobConsumer:
                 self.ledger.set_cursor(entry_id)
             self.prune()
 
-    def check_gap(self, stream: JobStream) -> None:
-        """Say so, once per gap, when the stream now starts after our cursor (checked every minute).
+    def check_gap(self, stream: JobStream, force: bool = False) -> None:
+        """Say so, once per gap, when the stream now starts after our cursor (checked every minute unless ``force``).
 
         Entries between the two were trimmed (``stream_maxlen``) or lost by Redis before this
         DC read them; the MoM appends again the unexpired jobs this DC does not acknowledge.
         """
         now = time.monotonic()
-        if now < self._next_gap_check:
+        if now < self._next_gap_check and not force:
             return
         self._next_gap_check = now + 60
         first = stream.first_id()

@@ -73,7 +73,7 @@ class Collector:
     def __init__(self, settings: Settings, bus: Bus, cache: Cache, ledger: MomLedger,
                  published: "queue.Queue[tuple[Any, ...]]", deadletters: DeadLetters,
                  counters: Counters, stop: threading.Event, gauges: Gauges | None = None, *,
-                 keyring: DcKeyring, signer: Signer | None = None) -> None:
+                 keyring: DcKeyring, signer: Signer | None = None, uplink: UplinkQueue | None = None) -> None:
         self.keyring = keyring
         self.signer = signer  # signs uplink confirmations (none: DCs keep their copies until resend_window)
         self.tracker = UplinkTracker(settings.master_id, ledger.uplink_seqs())
@@ -99,14 +99,14 @@ class Collector:
         self.live_dcs: set[str] = set()
         self.known_dcs: set[str] = set()
         self.spool_growing: set[str] = set()
-        self._next_status = 0.0
-        self._next_prune = 0.0
+        self._next_status = self._next_prune = 0.0
         self._rl = RateLimitedLog(log)
-        self._queue: UplinkQueue | None = None
+        self._queue = uplink  # this MoM's uplink list (None: run() opens it on its own connection)
 
     def run(self) -> None:
         client = make_client(self.settings.redis, extra_timeout=1.0)
-        self._queue = UplinkQueue(client, self.keys.uplink(self.settings.master_id), self.keys.inflight(self.settings.master_id))
+        if self._queue is None:
+            self._queue = UplinkQueue(client, self.keys.uplink(self.settings.master_id), self.keys.inflight(self.settings.master_id))
         self.reconciler = JobReconciler(self.ledger, JobStream(client, self.keys.jobs, self.settings.stream_maxlen),
                                         self.settings.reconcile_interval, self.counters, self.bus, addressed=self.addressed)
         backoff = Backoff(base=0.1, cap=5.0)
@@ -135,10 +135,10 @@ class Collector:
                 self.stop.wait(backoff.next())
 
     # -- inputs ----------------------------------------------------------------------------
-    def refresh_live_dcs(self, client: Any) -> None:
-        """Read every DC's status record (at most once a second): liveness, spool alarms, gauges."""
+    def refresh_live_dcs(self, client: Any, force: bool = False) -> None:
+        """Read every DC's status record (at most once a second unless ``force``): liveness, spool alarms, gauges."""
         now = time.time()
-        if now < self._next_status:
+        if now < self._next_status and not force:
             return
         self._next_status = now + min(1.0, self.settings.heartbeat_interval)
         self.keyring.maybe_reload()  # an operator may have accepted or rejected a DC key
@@ -183,13 +183,13 @@ class Collector:
         dcs = entry_dcs(fields) if fields is not None else None
         return set(dcs) if dcs is not None else None
 
-    def reconcile(self, client: Any, now: float) -> None:
-        """Re-append jobs live DCs lack; publish what this MoM has of each DC's batches."""
+    def reconcile(self, client: Any, now: float, confirm_now: bool = False) -> None:
+        """Re-append jobs live DCs lack; publish what this MoM has of each DC's batches (once a second unless ``confirm_now``)."""
         if self.reconciler is not None:
             views = {dc: DcView(self.statuses[dc].cursor, self.statuses[dc].spool_depth, self.first_seen[dc])
                      for dc in self.live_dcs if dc in self.statuses and dc in self.first_seen}
             self.reconciler.tick(views, now)
-        if self.signer is None or now < self._next_confirm:
+        if self.signer is None or (now < self._next_confirm and not confirm_now):
             return
         self._next_confirm = now + 1.0
         full = now >= self._next_full_confirm  # a periodic rewrite also restores a confirmation Redis lost

@@ -27,6 +27,8 @@ from salt_redis_syndic.transport.stream import JobStream
 from salt_redis_syndic.wire.confirm import Confirm
 from salt_redis_syndic.wire.sealed import seal
 
+from support.fakes import FakeBus
+
 pytestmark = pytest.mark.functional
 NS = "redis_syndic"
 MOM_SIGNER = Signer(Ed25519PrivateKey.generate())
@@ -126,7 +128,7 @@ def test_estate_loops_run_as_the_restricted_users(acl_redis, tmp_path):
     (pki / "minions" / "east-m2").write_text("key")
     dc_estate.tick(dc_client, 1001.0)  # a delta this time
     mom_estate = MomEstate(mom, {}, DcKeyring(str(tmp_path / "dckeys"), dict(mom.dc_keys)),
-                           bus=type("Bus", (), {"fire": lambda self, data, tag: True})(), deadletters=None,
+                           bus=FakeBus(), deadletters=None,
                            counters=Counters(), stop=threading.Event())
     mom_estate.tick(mom_client, 1001.0)
     assert set(minions_view(mom)) == {"east-m1", "east-m2"}

@@ -27,20 +27,10 @@ from salt_redis_syndic.state.deadletter import DeadLetters
 from salt_redis_syndic.transport.keys import Keys
 from salt_redis_syndic.wire.sealed import seal
 
+from support.fakes import FakeBus
+
 pytestmark = pytest.mark.functional
 MOM_PUB = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n"
-
-
-class RecordingBus:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def fire(self, data: dict[str, Any], tag: str) -> bool:
-        self.events.append((tag, dict(data)))
-        return True
-
-    def tags(self) -> list[str]:
-        return [t for t, _ in self.events]
 
 
 def write_tree(base: Path, files: dict[str, str]) -> None:
@@ -78,7 +68,7 @@ class Estate:
             {"role": "mom", "redis_url": url, "dc_keys": {"east": self.signer.public_pem}, "drift_roots": ["file_roots"]})
         self.dc_opts = {"pki_dir": str(self.pki), "file_roots": {"base": [str(tmp / "east" / "salt")]}}
         self.mom_opts = {"file_roots": {"base": [str(tmp / "mom" / "salt")]}}
-        self.bus = RecordingBus()
+        self.bus = FakeBus()
         self.counters = Counters()
         self.dc = self.new_dc()
         keyring = DcKeyring(dc_keys_dir(self.mom_settings), dict(self.mom_settings.dc_keys))

@@ -32,6 +32,8 @@ from salt_redis_syndic.wire.sealed import unseal
 from salt_redis_syndic.wire.status import decode_status
 from salt_redis_syndic.wire.uplink import decode_batch
 
+from support.fakes import FakeBus, FakeCache
+
 pytestmark = pytest.mark.functional
 
 JID = "20240501123456789012"
@@ -200,19 +202,11 @@ def test_queues_of_two_moms_are_separate(client):
 # -------------------------------------------------------------------------------------- shipper
 
 
-class FakeReturns:
-    def __init__(self):
-        self.returns: dict[tuple[str, str], dict] = {}
-
-    def get_return(self, jid, minion):
-        return self.returns.get((jid, minion))
-
-
 EAST_KEY = Signer(Ed25519PrivateKey.generate())  # the DC's uplink key
 
 
 def make_shipper(settings, spool, cache=None, counters=None):
-    return Shipper(settings, spool, cache or FakeReturns(), counters or Counters(), threading.Event(),
+    return Shipper(settings, spool, cache or FakeCache(), counters or Counters(), threading.Event(),
                    threading.Event(), cursor=lambda: "0-0", minion_count=lambda: 3, version="9.9", signer=EAST_KEY,
                    ledger=DcLedger(os.path.join(settings.state_dir, "dc.sqlite")))
 
@@ -314,7 +308,7 @@ def test_redis_down_keeps_every_file_then_ships_them(redis_server, client, tmp_p
 def test_trimmed_return_waits_for_the_job_cache_then_ships_whole(redis_server, client, tmp_path):
     settings = dc_settings(redis_server.url, tmp_path)
     spool = Spool(settings.spool_dir, fsync=False)
-    cache = FakeReturns()
+    cache = FakeCache()
     shipper = make_shipper(settings, spool, cache=cache)
     rc = make_client(settings.redis)
     big = ret_msg("m1", trimmed=True)
@@ -353,32 +347,6 @@ def test_heartbeat_writes_a_status_record(redis_server, client, tmp_path):
 # ------------------------------------------------------------------- shipper -> collector, end to end
 
 
-class _Bus:
-    def __init__(self):
-        self.tags = []
-
-    def get(self, wait):
-        return None
-
-    def fire(self, data, tag):
-        self.tags.append(tag)
-        return True
-
-
-class _Cache:
-    def __init__(self):
-        self.stored = []
-
-    def store_job(self, load, bus):
-        self.stored.append((load["jid"], load["id"]))
-
-    def store_minions(self, jid, minions, dc):
-        pass
-
-    def note_dc_minions(self, jid, dc, minions):
-        pass
-
-
 def test_collector_clears_inflight_after_storing(redis_server, client, tmp_path):
     settings = dc_settings(redis_server.url, tmp_path)
     spool = Spool(settings.spool_dir, fsync=False)
@@ -390,17 +358,17 @@ def test_collector_clears_inflight_after_storing(redis_server, client, tmp_path)
 
     mom = load_settings({"id": "mom1", "redis_syndic": {"role": "mom", "redis_url": redis_server.url,
                                                         "namespace": "t", "state_dir": str(tmp_path / "mom")}})
-    cache, bus = _Cache(), _Bus()
+    cache, bus = FakeCache(), FakeBus()
     ledger = MomLedger(os.path.join(mom.state_dir, "mom.sqlite"))
+    uplink = UplinkQueue(client, KEYS.uplink("mom1"), KEYS.inflight("mom1"))
     collector = Collector(mom, bus, cache, ledger, queue.Queue(),
                           DeadLetters(str(tmp_path / "dl"), KEYS.deadletter, 10, None), Counters(), threading.Event(),
-                          keyring=DcKeyring(str(tmp_path / "keys"), {"east": EAST_KEY.public_pem}))
-    collector._queue = UplinkQueue(client, KEYS.uplink("mom1"), KEYS.inflight("mom1"))
-    for raw in collector._queue.take(max_items=50, block_seconds=0.1):
+                          keyring=DcKeyring(str(tmp_path / "keys"), {"east": EAST_KEY.public_pem}), uplink=uplink)
+    for raw in uplink.take(max_items=50, block_seconds=0.1):
         collector.process(raw)
     assert cache.stored == [(JID, "m1")]
-    assert collector._queue.inflight() == []
-    assert collector._queue.length() == 0
+    assert uplink.inflight() == []
+    assert uplink.length() == 0
     ledger.close()
     rc.close()
 

@@ -30,37 +30,13 @@ from salt_redis_syndic.transport.queue import UplinkQueue
 from salt_redis_syndic.wire.confirm import Confirm
 from salt_redis_syndic.wire.sealed import seal
 
+from support.fakes import FakeBus, FakeCache
+
 pytestmark = pytest.mark.functional
 
 KEYS = Keys("t")
 MOM_KEY, EAST_KEY = Signer(Ed25519PrivateKey.generate()), Signer(Ed25519PrivateKey.generate())
 JIDS = [f"2024050112345678900{i}" for i in range(1, 4)]
-
-
-class _Bus:
-    def __init__(self):
-        self.tags = []
-
-    def get(self, wait):
-        return None
-
-    def fire(self, data, tag):
-        self.tags.append(tag)
-        return True
-
-
-class _Cache:
-    def __init__(self):
-        self.stored = []
-
-    def store_job(self, load, bus):
-        self.stored.append((load["jid"], load["id"]))
-
-    def store_minions(self, jid, minions, dc):
-        pass
-
-    def note_dc_minions(self, jid, dc, minions):
-        pass
 
 
 def ack(jid):
@@ -84,18 +60,18 @@ def test_batches_lost_in_redis_are_pushed_again_and_stored_once(redis_server, tm
     counters = Counters()
     shipper = Shipper(dc, spool, None, counters, threading.Event(), threading.Event(), cursor=lambda: "0-0",
                       minion_count=lambda: 1, version="t", signer=EAST_KEY, ledger=ledger)
-    cache, bus = _Cache(), _Bus()
+    cache, bus = FakeCache(), FakeBus()
+    uplink = UplinkQueue(client, KEYS.uplink("mom1"), KEYS.inflight("mom1"))
     collector = Collector(mom, bus, cache, MomLedger(os.path.join(mom.state_dir, "mom.sqlite")), queue.Queue(),
                           DeadLetters(str(tmp_path / "dl"), KEYS.deadletter, 10, None), Counters(), threading.Event(),
-                          keyring=DcKeyring(str(tmp_path / "keys"), {"east": EAST_KEY.public_pem}), signer=MOM_KEY)
-    collector._queue = UplinkQueue(client, KEYS.uplink("mom1"), KEYS.inflight("mom1"))
+                          keyring=DcKeyring(str(tmp_path / "keys"), {"east": EAST_KEY.public_pem}), signer=MOM_KEY,
+                          uplink=uplink)
     rc = make_client(dc.redis)
 
     def mom_round():
-        for raw in collector._queue.take(max_items=50, block_seconds=0.05):
+        for raw in uplink.take(max_items=50, block_seconds=0.05):
             collector.process(raw)
-        collector._next_confirm = 0.0
-        collector.reconcile(client, now=time.time())
+        collector.reconcile(client, now=time.time(), confirm_now=True)
 
     def dc_round():
         shipper.reconcile_now(rc, time.time())
@@ -124,7 +100,7 @@ def test_batches_lost_in_redis_are_pushed_again_and_stored_once(redis_server, tm
         mom_round()
         time.sleep(0.1)
     assert counters.snapshot()["batches_resent"] == 2
-    assert "redis_syndic/uplink/east/resent" not in bus.tags  # the DC fires that on its own bus
+    assert "redis_syndic/uplink/east/resent" not in bus.tags()  # the DC fires that on its own bus
 
     # a forged confirmation (not the MoM's key) is refused and counted; the copies are kept
     spool.append([ret(JIDS[0])])

@@ -8,46 +8,14 @@ import threading
 from salt_redis_syndic.config import load_settings
 from salt_redis_syndic.jobs.consumer import JobConsumer
 from salt_redis_syndic.runtime import Counters
-from salt_redis_syndic.salt_adapter import PublishFailed
 from salt_redis_syndic.state.deadletter import DeadLetters
 from salt_redis_syndic.state.ledger import DcLedger
 from salt_redis_syndic.state.spool import Spool
 from salt_redis_syndic.wire.jobs import encode_job, make_job
 
+from support.fakes import FakeBus, FakeCache, FakePublisher
+
 JID = "20240501123456789012"
-
-
-class FakePublisher:
-    def __init__(self, minions=("m1", "m2")):
-        self.minions = list(minions)
-        self.calls: list[tuple[dict, str, float]] = []
-        self.failures: list[PublishFailed] = []
-
-    def publish(self, load, origin, timeout):
-        self.calls.append((dict(load), origin, timeout))
-        if self.failures:
-            raise self.failures.pop(0)
-        return list(self.minions)
-
-
-class FakeCache:
-    def __init__(self):
-        self.loads: dict[str, dict] = {}
-
-    def get_load(self, jid):
-        return self.loads.get(jid, {})
-
-
-class FakeBus:
-    def __init__(self):
-        self.events: list[tuple[str, dict]] = []
-
-    def fire(self, data, tag):
-        self.events.append((tag, dict(data)))
-        return True
-
-    def tags(self):
-        return [t for t, _ in self.events]
 
 
 class Env:

@@ -31,22 +31,9 @@ from salt_redis_syndic.returns.collector import Collector
 from salt_redis_syndic.returns.shipper import Shipper
 from salt_redis_syndic.security.signing import Signer
 
+from support.fakes import FakeBus, FakeCache
+
 pytestmark = pytest.mark.unit
-
-
-class FakeBus:
-    def __init__(self, listen: bool) -> None:
-        self.listen = listen
-        self.opened = 0
-
-    def open(self) -> FakeBus:
-        self.opened += 1
-        return self
-
-
-class FakeCache:
-    def recent_loads(self, since: float) -> list[Any]:
-        return [("20240501123456789012", since, {})]
 
 
 class FakeMaster:
@@ -60,14 +47,14 @@ class FakeMaster:
         self.key_stores: list[FakeKeyStore] = []
 
     def bus(self, listen: bool) -> FakeBus:
-        self.buses.append(FakeBus(listen))
+        self.buses.append(FakeBus(listen=listen))
         return self.buses[-1]
 
     def open_bus(self, listen: bool) -> FakeBus:
-        return FakeBus(listen)
+        return FakeBus(listen=listen)
 
     def job_cache(self) -> FakeCache:
-        self.caches.append(FakeCache())
+        self.caches.append(FakeCache(recent=[("20240501123456789012", 5.0, {})]))
         return self.caches[-1]
 
     def publisher(self) -> object:
@@ -130,6 +117,7 @@ def test_mom_builds_publish_collect_and_estate(tmp_path: Path) -> None:
     assert publish.loop.published is collector.published
     assert collector.cache in master.caches
     assert publish.loop.recent_loads(5.0) == [("20240501123456789012", 5.0, {})]
+    assert [5.0] in [cache.asked_since for cache in master.caches]  # the publisher's own cache was asked
     assert collector.deadletters is estate.deadletters
     # one counters and gauges for the whole role: the status record and metrics read them
     assert publish.loop.counters is collector.counters is estate.counters is role.counters

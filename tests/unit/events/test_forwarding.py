@@ -28,6 +28,8 @@ from salt_redis_syndic.state.mom_ledger import MomLedger
 from salt_redis_syndic.wire.sealed import seal
 from salt_redis_syndic.wire.uplink import Event, decode_batch, encode_batch
 
+from support.fakes import FakeBus, FakeQueue
+
 pytestmark = pytest.mark.unit
 
 JID = "20240501123456789012"
@@ -127,27 +129,7 @@ def test_events_ride_in_batches_and_bad_ones_are_rejected_alone():
 # ------------------------------------------------------------------------ MoM side
 
 
-class FakeBus:
-    def __init__(self):
-        self.events = []
-
-    def get(self, wait):
-        return None
-
-    def fire(self, data, tag):
-        self.events.append((tag, dict(data)))
-        return True
-
-
-class FakeQueue:
-    def __init__(self):
-        self.done_calls = []
-
-    def done(self, items):
-        self.done_calls.extend(items)
-
-
-def collector(tmp_path, **extra):
+def collector(tmp_path, uplink=None, **extra):
     block = {"role": "mom", "redis_url": "redis://127.0.0.1:1/0"}
     block.update(extra)
     settings = load_settings({"id": "mom1", "cachedir": str(tmp_path / "mom"), "redis_syndic": block})
@@ -156,8 +138,7 @@ def collector(tmp_path, **extra):
     c = Collector(settings, bus, None, ledger, queue.Queue(),
                   DeadLetters(os.path.join(settings.state_dir, "dl"), "redis_syndic:deadletter", 100, None),
                   Counters(), threading.Event(), keyring=DcKeyring(os.path.join(settings.state_dir, "k"),
-                                                                   {"east": EAST.public_pem}))
-    c._queue = FakeQueue()
+                                                                   {"east": EAST.public_pem}), uplink=uplink or FakeQueue())
     return c, bus, ledger
 
 
@@ -166,12 +147,13 @@ def events_batch(*events, signer=EAST):
 
 
 def test_mom_fires_forwarded_events_under_a_tag_naming_the_dc(tmp_path):
-    c, bus, ledger = collector(tmp_path)
+    uplink = FakeQueue()
+    c, bus, ledger = collector(tmp_path, uplink=uplink)
     raw = events_batch(Event("east", "salt/minion/east-m1/start", {"id": "east-m1"}))
     c.process(raw)
     assert bus.events == [("redis_syndic/dc/east/event/salt/minion/east-m1/start",
                            {"dc": "east", "tag": "salt/minion/east-m1/start", "data": {"id": "east-m1"}})]
-    assert c._queue.done_calls == [raw]
+    assert uplink.done_calls == [raw]
     assert c.counters.snapshot()["events_received"] == 1
     ledger.close()
 

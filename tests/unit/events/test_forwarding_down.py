@@ -20,6 +20,8 @@ from salt_redis_syndic.state.spool import Spool
 from salt_redis_syndic.wire.codec import pack
 from salt_redis_syndic.wire.jobs import EventsEnvelope, decode_entry, decode_job, encode_events
 
+from support.fakes import FakeBus
+
 pytestmark = pytest.mark.unit
 
 MOM = Signer(Ed25519PrivateKey.generate())
@@ -83,15 +85,6 @@ def test_forged_events_entry_is_rejected():
     with pytest.raises(RejectedEntry) as info:
         decode_entry(fields, Verifier([MOM.public_pem]), 1 << 20, NOW, 60)
     assert info.value.reason == "unknown_key"
-
-
-class FakeBus:
-    def __init__(self):
-        self.events = []
-
-    def fire(self, data, tag):
-        self.events.append((tag, dict(data)))
-        return True
 
 
 class NoPublisher:

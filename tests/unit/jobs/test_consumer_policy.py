@@ -20,6 +20,8 @@ from salt_redis_syndic.state.spool import Spool
 from salt_redis_syndic.wire.jobs import encode_job, make_job
 from salt_redis_syndic.wire.uplink import Ack, decode_batch, encode_batch
 
+from support.fakes import FakeBus, FakeCache, FakePublisher
+
 pytestmark = pytest.mark.unit
 
 JID = "20240501123456789012"
@@ -148,36 +150,13 @@ def test_refused_is_a_valid_ack_status_on_the_wire():
 # ---------------------------------------------------------------- the DC's jobs loop applies it
 
 
-class FakePublisher:
-    def __init__(self):
-        self.calls = []
-
-    def publish(self, load, origin, timeout):
-        self.calls.append(dict(load))
-        return ["m1"]
-
-
-class FakeBus:
-    def __init__(self):
-        self.events = []
-
-    def fire(self, data, tag):
-        self.events.append((tag, dict(data)))
-        return True
-
-
-class FakeCache:
-    def get_load(self, jid):
-        return {}
-
-
 @pytest.fixture
 def consumer(tmp_path):
     signer = Signer(Ed25519PrivateKey.generate())
     settings = dc_settings(tmp_path, trusted_keys=[signer.public_pem], deny_functions=["cmd.*"])
     spool = Spool(settings.spool_dir, fsync=False)
     ledger = DcLedger(os.path.join(settings.state_dir, "dc.sqlite"))
-    c = JobConsumer(settings, FakePublisher(), FakeCache(), FakeBus(), spool, ledger,
+    c = JobConsumer(settings, FakePublisher(["m1"]), FakeCache(), FakeBus(), spool, ledger,
                     DeadLetters(os.path.join(settings.state_dir, "deadletter"), "redis_syndic:deadletter", 100, None),
                     Counters(), threading.Event(), threading.Event())
 
@@ -216,7 +195,7 @@ def test_refused_job_is_never_published_and_is_reported(consumer, caplog):
 def test_allowed_job_still_runs_next_to_a_refused_one(consumer):
     consumer.handle("1-0", consumer.entry(jid="20240501123456789001", fun=["test.ping", "cmd.run"]))
     consumer.handle("2-0", consumer.entry(jid="20240501123456789002", fun="test.ping"))
-    assert [c["jid"] for c in consumer.publisher.calls] == ["20240501123456789002"]
+    assert [c["jid"] for c in consumer.publisher.loads()] == ["20240501123456789002"]
     assert [a["status"] for a in consumer.acks()] == ["refused", "published"]
 
 

@@ -18,6 +18,8 @@ from salt_redis_syndic.jobs.publisher import JobPublisher
 from salt_redis_syndic.runtime import Counters
 from salt_redis_syndic.security.signing import Signer
 
+from support.fakes import FakeBus
+
 pytestmark = pytest.mark.unit
 
 JOB = "20240501123456789012"
@@ -58,15 +60,6 @@ def test_answer_is_what_salts_cli_drops_a_minion_for() -> None:
     # LocalClient.get_iter_returns: ``if raw["data"]["retcode"] > 0: minions.remove(raw["data"]["id"])``
     assert data["retcode"] > 0 and data["id"] == "w1" and data["jid"] == FIND and data["return"] == {}
     assert "east" in data["redis_syndic"] and "west" in data["redis_syndic"]
-
-
-class FakeBus:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def fire(self, data: Any, tag: str) -> bool:
-        self.events.append((tag, dict(data)))
-        return True
 
 
 def publisher(tmp_path: Any, owners: Any) -> tuple[JobPublisher, FakeBus]:

@@ -19,6 +19,8 @@ from salt_redis_syndic.wire.codec import pack
 from salt_redis_syndic.wire.confirm import Confirm, decode_confirm, read_confirm
 from salt_redis_syndic.wire.sealed import seal
 
+from support.fakes import FakeBus, FakeCache
+
 pytestmark = pytest.mark.unit
 
 MOM_KEY = Signer(Ed25519PrivateKey.generate())
@@ -185,15 +187,6 @@ def test_publish_load_rebuilds_the_minion_bound_load_from_a_saved_load():
         "jid": "20240501123456789001", "metadata": {"a": 1}, "start_event": True}
 
 
-class _Bus:
-    def __init__(self):
-        self.events = []
-
-    def fire(self, data, tag):
-        self.events.append((tag, dict(data)))
-        return True
-
-
 def test_publisher_recovers_unsent_outbox_entries_and_jobs_it_never_saw(tmp_path):
     import queue
     import threading
@@ -212,18 +205,13 @@ def test_publisher_recovers_unsent_outbox_entries_and_jobs_it_never_saw(tmp_path
              ("20240501123456789002", now - 4, {**base, "fun": "test.ping", "user": "root"}),
              ("20240501123456789003", now - 3, {**base, "fun": "test.ping", "user": "alice"}),  # eauth: no auth_list
              ("20240501123456789004", now - 2, {"fun": "runner.jobs.list_jobs", "user": "root"})]
-    seen_since = []
-
-    def recent_loads(since):
-        seen_since.append(since)
-        return loads
-
-    bus, counters = _Bus(), Counters()
+    cache = FakeCache(recent=loads)
+    bus, counters = FakeBus(), Counters()
     pub = JobPublisher(settings, bus, MOM_KEY, queue.Queue(), counters, threading.Event(), ledger=ledger,
-                       recent_loads=recent_loads, master_user="salt")
+                       recent_loads=cache.recent_loads, master_user="salt")
     got = pub.recover()
     assert [job.jid for job, _ in got] == ["20240501123456789001", "20240501123456789002"]
-    assert seen_since and seen_since[0] >= ledger.created_at()
+    assert cache.asked_since and cache.asked_since[0] >= ledger.created_at()
     replayed = decode_job(got[1][1], Verifier([MOM_KEY.public_pem]), 1 << 20, now, 60)
     assert replayed.load["fun"] == "test.ping" and abs(replayed.issued_at - (now - 4)) < 1e-6
     assert ledger.in_outbox(["20240501123456789002"]) == {"20240501123456789002"}

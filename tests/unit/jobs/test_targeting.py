@@ -28,6 +28,8 @@ from salt_redis_syndic.wire.jobs import decode_job, encode_job, make_job
 from salt_redis_syndic.wire.sealed import seal
 from salt_redis_syndic.wire.uplink import Ack, encode_batch
 
+from support.fakes import FakeBus, FakeCache, FakePublisher, FakeQueue
+
 pytestmark = pytest.mark.unit
 
 JID = "20240501123456789012"
@@ -133,34 +135,13 @@ def test_encrypted_job_carries_a_load_only_for_the_addressed_dcs():
 # ------------------------------------------------------------------------ DC consumer
 
 
-class FakePublisher:
-    def __init__(self):
-        self.calls = []
-
-    def publish(self, load, origin, timeout):
-        self.calls.append(load["jid"])
-        return ["m1"]
-
-
-class FakeBus:
-    def __init__(self):
-        self.events = []
-
-    def get(self, wait):
-        return None
-
-    def fire(self, data, tag):
-        self.events.append((tag, dict(data)))
-        return True
-
-
 def consumer(tmp_path, dc):
     settings = load_settings({"id": f"dc-{dc}", "cachedir": str(tmp_path / dc), "redis_syndic": {
         "role": "dc", "dc": dc, "redis_url": "redis://127.0.0.1:1/0", "trusted_keys": [MOM_KEY.public_pem]}})
     spool = Spool(settings.spool_dir, fsync=False)
     ledger = DcLedger(os.path.join(settings.state_dir, "dc.sqlite"))
-    publisher = FakePublisher()
-    c = JobConsumer(settings, publisher, type("C", (), {"get_load": lambda self, jid: {}})(), FakeBus(), spool, ledger,
+    publisher = FakePublisher(["m1"])
+    c = JobConsumer(settings, publisher, FakeCache(), FakeBus(), spool, ledger,
                     DeadLetters(os.path.join(settings.state_dir, "deadletter"), "redis_syndic:deadletter", 100, None),
                     Counters(), threading.Event(), threading.Event())
     return c, publisher, spool, ledger
@@ -176,7 +157,7 @@ def test_dc_not_addressed_neither_runs_nor_acks_nor_claims(tmp_path):
     west, west_pub, west_spool, west_ledger = consumer(tmp_path, "west")
     east.handle("1-0", entry)
     west.handle("1-0", entry)
-    assert east_pub.calls == [JID]
+    assert east_pub.jids() == [JID]
     assert [m["status"] for m in spooled(east_spool)] == ["published"]
     assert west_pub.calls == [] and spooled(west_spool) == []
     assert west_ledger.get(JID) is None
@@ -214,25 +195,6 @@ def test_publisher_refuses_a_job_with_unusable_dcs(tmp_path):
     assert counters.snapshot() == {"jobs_bad_target": 1}
 
 
-class FakeCache:
-    def __init__(self):
-        self.stored = []
-
-    def store_job(self, load, bus):
-        self.stored.append(load["id"])
-
-    def store_minions(self, jid, minions, dc):
-        pass
-
-    def note_dc_minions(self, jid, dc, minions):
-        pass
-
-
-class FakeQueue:
-    def done(self, items):
-        pass
-
-
 def test_barrier_waits_only_for_the_addressed_dcs(tmp_path):
     settings = mom_settings(tmp_path)
     published: queue.Queue = queue.Queue()
@@ -241,8 +203,7 @@ def test_barrier_waits_only_for_the_addressed_dcs(tmp_path):
     keyring = DcKeyring(os.path.join(settings.state_dir, "dc_keys"), {dc: s.public_pem for dc, s in DC_KEYS.items()})
     collector = Collector(settings, bus, cache, ledger, published,
                           DeadLetters(os.path.join(settings.state_dir, "dl"), "redis_syndic:deadletter", 100, None),
-                          Counters(), threading.Event(), keyring=keyring)
-    collector._queue = FakeQueue()
+                          Counters(), threading.Event(), keyring=keyring, uplink=FakeQueue())
     collector.live_dcs = {"east", "west"}
     collector.known_dcs = {"east", "west"}
     published.put((JID, NOW + 900, ("east",)))
@@ -250,7 +211,7 @@ def test_barrier_waits_only_for_the_addressed_dcs(tmp_path):
     ret = {"t": "ret", "jid": JID, "dc": "east", "id": "m1", "load": {"return": True, "id": "m1", "jid": JID}}
     collector.process(seal(encode_batch("east", [Ack(JID, "east", "published", ["m1"]).to_wire(), ret]), DC_KEYS["east"]))
     # east alone releases the job: west, alive but not addressed, is not waited for
-    assert cache.stored == ["m1"]
+    assert cache.stored_ids() == ["m1"]
     assert f"syndic/east/salt/job/{JID}/new" in [t for t, _ in bus.events]
     ledger.close()
 

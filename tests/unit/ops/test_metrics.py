@@ -28,6 +28,8 @@ from salt_redis_syndic.wire.codec import pack
 from salt_redis_syndic.wire.sealed import seal
 from salt_redis_syndic.wire.status import DcStatus, decode_status
 
+from support.fakes import FakeBus
+
 pytestmark = pytest.mark.unit
 
 PEM = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA" + "A" * 43 + "=\n-----END PUBLIC KEY-----\n"
@@ -178,18 +180,6 @@ def test_spool_watch_fires_growing_once_then_drained_at_zero():
     assert SpoolWatch(threshold=1).observe(1, 0) is None  # one file between write and shipment: no alarm
 
 
-class FakeBus:
-    def __init__(self):
-        self.events = []
-
-    def get(self, wait):
-        return None
-
-    def fire(self, data, tag):
-        self.events.append((tag, dict(data)))
-        return True
-
-
 def test_shipper_fires_spool_events_on_its_bus_and_reports_them(tmp_path):
     s = settings(spool_warn_depth=2, heartbeat_interval=0.1)
     spool = Spool(str(tmp_path / "spool"))
@@ -254,8 +244,7 @@ def test_mom_fires_spool_growing_once_per_episode_and_sets_gauges(tmp_path):
                         spool_growing=growing)
 
     def refresh(st):
-        collector._next_status = 0
-        collector.refresh_live_dcs(FakeRedis({"east": st}))
+        collector.refresh_live_dcs(FakeRedis({"east": st}), force=True)
         return [tag for tag, _ in bus.events]
 
     assert refresh(status(3)) == ["redis_syndic/dc/east/up"]

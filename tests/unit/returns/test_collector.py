@@ -21,6 +21,8 @@ from salt_redis_syndic.state.mom_ledger import MomLedger
 from salt_redis_syndic.wire.sealed import seal
 from salt_redis_syndic.wire.uplink import Ack, Return, encode_batch
 
+from support.fakes import FakeBus, FakeCache, FakeQueue
+
 pytestmark = pytest.mark.unit
 
 JID = "20240501123456789012"
@@ -38,53 +40,13 @@ class Recorder:
         return [entry[0] for entry in self.log]
 
 
-class FakeBus:
-    def __init__(self, rec):
-        self.rec = rec
-
-    def get(self, wait):
-        return None
-
-    def fire(self, data, tag):
-        self.rec.log.append(("event", tag, dict(data)))
-        return True
-
-    def tags(self):
-        return [e[1] for e in self.rec.log if e[0] == "event"]
-
-
-class FakeCache:
-    def __init__(self, rec):
-        self.rec = rec
-
-    def store_job(self, load, bus):
-        self.rec.log.append(("store_job", load["jid"], load["id"], dict(load)))
-
-    def store_minions(self, jid, minions, dc):
-        self.rec.log.append(("store_minions", jid, list(minions), dc))
-
-    def note_dc_minions(self, jid, dc, minions):
-        self.rec.log.append(("note_dc_minions", jid, dc, list(minions)))
-
-    def stored(self):
-        return [(e[1], e[2]) for e in self.rec.log if e[0] == "store_job"]
-
-
-class FakeQueue:
-    def __init__(self):
-        self.done_calls: list[bytes] = []
-
-    def done(self, items):
-        self.done_calls.extend(items)
-
-
 class Env:
     def __init__(self, tmp_path):
         self.settings = load_settings({"id": "mom1", "cachedir": str(tmp_path), "redis_syndic": {
             "role": "mom", "redis_url": "redis://127.0.0.1:1/0", "ack_wait": 5}})
         self.rec = Recorder()
-        self.bus = FakeBus(self.rec)
-        self.cache = FakeCache(self.rec)
+        self.bus = FakeBus(log=self.rec.log)
+        self.cache = FakeCache(log=self.rec.log)
         self.ledger_path = os.path.join(self.settings.state_dir, "mom.sqlite")
         self.deadletter_dir = os.path.join(self.settings.state_dir, "deadletter")
         self.counters = Counters()
@@ -98,8 +60,7 @@ class Env:
                             {dc: signer.public_pem for dc, signer in DC_KEYS.items()})
         c = Collector(self.settings, self.bus, self.cache, self.ledger, self.published,
                       DeadLetters(self.deadletter_dir, "redis_syndic:deadletter", 100, None),
-                      self.counters, threading.Event(), keyring=keyring)
-        c._queue = self.queue
+                      self.counters, threading.Event(), keyring=keyring, uplink=self.queue)
         return c
 
     def restart(self):
@@ -162,13 +123,13 @@ def test_ack_and_returns_become_native_returns_in_order(env):
 def test_returns_before_their_ack_are_held_then_stored(env):
     early = batch("east", ret("m1"))
     env.collector.process(early)
-    assert env.cache.stored() == []
+    assert env.cache.stored == []
     assert env.queue.done_calls == []  # still in flight: not stored yet
     late = batch("east", ack(), ret("m2"))
     env.collector.process(late)
     assert env.rec.kinds()[3:] == ["store_job", "store_job"]
     assert "store_job" not in env.rec.kinds()[:3]
-    assert sorted(env.cache.stored()) == [(JID, "m1"), (JID, "m2")]
+    assert sorted(env.cache.stored) == [(JID, "m1"), (JID, "m2")]
     assert sorted(env.queue.done_calls) == sorted([early, late])
 
 
@@ -192,7 +153,7 @@ def test_duplicate_return_is_stored_once(env):
     env.collector.process(batch("east", ack(), ret("m1")))
     env.collector.process(batch("east", ret("m1")))
     env.collector.process(batch("east", ret("m1"), ret("m1")))
-    assert env.cache.stored() == [(JID, "m1")]
+    assert env.cache.stored == [(JID, "m1")]
     assert env.counters.snapshot()["returns_duplicate"] == 3
     assert len(env.queue.done_calls) == 3
 
@@ -201,7 +162,7 @@ def test_duplicate_return_after_restart_is_stored_once(env):
     env.collector.process(batch("east", ack(), ret("m1")))
     env.restart()
     env.collector.process(batch("east", ack(), ret("m1")))
-    assert env.cache.stored() == [(JID, "m1")]
+    assert env.cache.stored == [(JID, "m1")]
 
 
 def test_duplicate_ack_is_not_announced_twice(env):
@@ -214,7 +175,7 @@ def test_duplicate_ack_is_not_announced_twice(env):
 def test_later_ack_cannot_widen_the_targeted_set(env):
     env.collector.process(batch("east", ack(minions=("m1",))))
     env.collector.process(batch("east", ack(minions=("m1", "intruder")), ret("intruder")))
-    assert env.cache.stored() == []
+    assert env.cache.stored == []
     assert "redis_syndic/rejected/untargeted_minion" in env.bus.tags()
 
 
@@ -224,7 +185,7 @@ def test_later_ack_cannot_widen_the_targeted_set(env):
 def test_return_for_untargeted_minion_is_rejected_not_stored(env):
     raw = batch("east", ack(minions=("m1",)), ret("m1"), ret("m9"))
     env.collector.process(raw)
-    assert env.cache.stored() == [(JID, "m1")]
+    assert env.cache.stored == [(JID, "m1")]
     assert not env.ledger.is_stored(JID, "m9")
     events = [e for e in env.rec.log if e[0] == "event" and e[1].startswith("redis_syndic/rejected/")]
     assert [e[1] for e in events] == ["redis_syndic/rejected/untargeted_minion"]
@@ -240,14 +201,14 @@ def test_return_from_a_dc_that_did_not_target_it(env):
     # west acks m1..m2 of *east*? No: west targeted w1; a return for m1 from west is refused.
     env.collector.process(batch("east", ack(minions=("m1",))))
     env.collector.process(batch("west", ack(dc="west", minions=("w1",)), ret("m1", dc="west")))
-    assert env.cache.stored() == []
+    assert env.cache.stored == []
     assert "redis_syndic/rejected/untargeted_minion" in env.bus.tags()
 
 
 def test_bad_batch_is_dead_lettered_and_finished(env):
     raw = b"\xc1 not msgpack"
     env.collector.process(raw)
-    assert env.cache.stored() == [] and env.rec.kinds() == ["event"]
+    assert env.cache.stored == [] and env.rec.kinds() == ["event"]
     assert env.bus.tags() == ["redis_syndic/rejected/malformed"]
     (letter,) = env.deadletters()
     assert letter["reason"] == "malformed" and letter["source"] == "mom:mom1"
@@ -262,7 +223,7 @@ def test_bad_batch_is_dead_lettered_and_finished(env):
 def test_bad_message_is_dead_lettered_alone(env, bad, reason):
     raw = batch("east", bad, ack(minions=("m1",)), ret("m1"))
     env.collector.process(raw)
-    assert [minion for _, minion in env.cache.stored()] == ["m1"]  # the good ones went through
+    assert [minion for _, minion in env.cache.stored] == ["m1"]  # the good ones went through
     assert f"redis_syndic/rejected/{reason}" in env.bus.tags()
     (letter,) = env.deadletters()
     assert letter["reason"] == reason and letter["source"] == "mom:mom1"
@@ -278,7 +239,7 @@ def test_forged_unsigned_batch_is_not_stored(env):
         {"t": "ret", "jid": JID, "dc": "east", "id": "db1", "load": {"return": "all good", "retcode": 0}}]},
         use_bin_type=True)
     env.collector.process(forged)
-    assert env.cache.stored() == []
+    assert env.cache.stored == []
     assert env.bus.tags() == ["redis_syndic/rejected/unsigned"]
     assert env.queue.done_calls == [forged]
 
@@ -287,14 +248,14 @@ def test_batch_signed_by_an_unaccepted_key_is_not_stored(env):
     stranger = Signer(Ed25519PrivateKey.generate())
     raw = batch("east", ack(minions=("m1",)), ret("m1"), signer=stranger)
     env.collector.process(raw)
-    assert env.cache.stored() == [] and env.bus.tags() == ["redis_syndic/rejected/unknown_key"]
+    assert env.cache.stored == [] and env.bus.tags() == ["redis_syndic/rejected/unknown_key"]
 
 
 def test_batch_naming_another_dc_than_its_key_is_refused(env):
     # west's key signs a batch that claims to come from east
     raw = batch("east", ack(minions=("m1",)), ret("m1"), signer=DC_KEYS["west"])
     env.collector.process(raw)
-    assert env.cache.stored() == [] and env.bus.tags() == ["redis_syndic/rejected/wrong_dc"]
+    assert env.cache.stored == [] and env.bus.tags() == ["redis_syndic/rejected/wrong_dc"]
 
 
 def test_tampered_batch_is_not_stored(env):
@@ -303,7 +264,7 @@ def test_tampered_batch_is_not_stored(env):
     doc["b"] = doc["b"].replace(b"test.ping", b"test.pong")
     tampered = msgpack.packb(doc, use_bin_type=True)
     env.collector.process(tampered)
-    assert env.cache.stored() == [] and env.bus.tags() == ["redis_syndic/rejected/bad_signature"]
+    assert env.cache.stored == [] and env.bus.tags() == ["redis_syndic/rejected/bad_signature"]
 
 
 # -------------------------------------------------------------------------- non-run statuses
@@ -328,14 +289,14 @@ def test_returns_wait_for_every_live_dc_then_all_lists_go_first(env):
     env.collector.drain_published()
     assert env.ledger.published_at(JID) is not None
     env.collector.process(batch("east", ack(), ret("m1"), ret("m2")))
-    assert env.cache.stored() == []
+    assert env.cache.stored == []
     env.collector.process(batch("west", ack(dc="west", minions=("w1",)), ret("w1", dc="west")))
     kinds = env.rec.kinds()
     last_announce = max(i for i, e in enumerate(env.rec.log) if e[0] in ("store_minions", "note_dc_minions", "event"))
     first_store = kinds.index("store_job")
     assert last_announce < first_store
     assert sorted(t for t in env.bus.tags()) == [f"syndic/east/salt/job/{JID}/new", f"syndic/west/salt/job/{JID}/new"]
-    assert sorted(env.cache.stored()) == [(JID, "m1"), (JID, "m2"), (JID, "w1")]
+    assert sorted(env.cache.stored) == [(JID, "m1"), (JID, "m2"), (JID, "w1")]
 
 
 def test_silent_dc_is_named_after_ack_wait(env):
@@ -345,9 +306,9 @@ def test_silent_dc_is_named_after_ack_wait(env):
     raw = batch("east", ack(), ret("m1"))
     env.collector.process(raw)
     env.collector.execute(env.collector.barrier.tick(time.time() + 1))
-    assert env.cache.stored() == []
+    assert env.cache.stored == []
     env.collector.execute(env.collector.barrier.tick(time.time() + 6))
-    assert env.cache.stored() == [(JID, "m1")]
+    assert env.cache.stored == [(JID, "m1")]
     assert env.queue.done_calls == [raw]
     overdue = [e for e in env.rec.log if e[0] == "event" and e[1] == f"redis_syndic/job/{JID}/unacknowledged"]
     assert [e[2] for e in overdue] == [{"jid": JID, "dcs": ["west"]}]
@@ -360,7 +321,7 @@ def test_acks_recorded_before_a_restart_still_count(env):
     env.collector.live_dcs = {"east", "west"}
     env.collector.process(batch("west", ack(dc="west", minions=("w1",))))
     env.collector.process(batch("east", ret("m1")))
-    assert env.cache.stored() == [(JID, "m1")]
+    assert env.cache.stored == [(JID, "m1")]
 
 
 def test_job_published_while_a_dc_is_down_names_that_dc(env):

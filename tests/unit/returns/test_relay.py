@@ -21,6 +21,8 @@ from salt_redis_syndic.state.mom_ledger import MomLedger
 from salt_redis_syndic.wire.sealed import seal
 from salt_redis_syndic.wire.uplink import Ack, Return, decode_batch, encode_batch
 
+from support.fakes import FakeBus, FakeCache, FakeQueue
+
 pytestmark = pytest.mark.unit
 
 JID = "20240501123456789012"
@@ -113,37 +115,6 @@ def test_ledger_merges_extensions_and_reports_what_they_add(tmp_path):
 # ------------------------------------------------------------------ the top's collector
 
 
-class FakeBus:
-    def __init__(self):
-        self.events = []
-
-    def get(self, wait):
-        return None
-
-    def fire(self, data, tag):
-        self.events.append((tag, dict(data)))
-        return True
-
-
-class FakeCache:
-    def __init__(self):
-        self.stored = []
-
-    def store_job(self, load, bus):
-        self.stored.append(load["id"])
-
-    def store_minions(self, jid, minions, dc):
-        pass
-
-    def note_dc_minions(self, jid, dc, minions):
-        pass
-
-
-class FakeQueue:
-    def done(self, items):
-        pass
-
-
 def ret(minion):
     return Return(JID, "mid", minion, {"return": True, "id": minion, "jid": JID}).to_wire()
 
@@ -156,8 +127,7 @@ def test_top_announces_the_middle_with_the_minions_below_and_stores_their_return
     c = Collector(settings, bus, cache, ledger, published,
                   DeadLetters(os.path.join(settings.state_dir, "dl"), "redis_syndic:deadletter", 100, None),
                   Counters(), threading.Event(), keyring=DcKeyring(os.path.join(settings.state_dir, "k"),
-                                                                   {"mid": MID.public_pem}))
-    c._queue = FakeQueue()
+                                                                   {"mid": MID.public_pem}), uplink=FakeQueue())
     c.live_dcs = c.known_dcs = {"mid"}
     published.put((JID, T0 + 900, None))
 
@@ -165,16 +135,16 @@ def test_top_announces_the_middle_with_the_minions_below_and_stores_their_return
         c.process(seal(encode_batch("mid", list(msgs)), MID))
 
     send(Ack(JID, "mid", "published", ["mid-m1"], more=True).to_wire(), ret("mid-m1"))
-    assert cache.stored == [] and bus.events == []  # held: mid's list is still growing
+    assert cache.stored_ids() == [] and bus.events == []  # held: mid's list is still growing
     send(Ack(JID, "mid", "published", ["b1-m1"], ext=True, more=True).to_wire(),
          Ack(JID, "mid", "published", ["b1-m1", "b2-m1"], ext=True).to_wire(), ret("b1-m1"))
     new = [d for t, d in bus.events if t == f"syndic/mid/salt/job/{JID}/new"]
     assert new == [{"jid": JID, "minions": ["b1-m1", "b2-m1", "mid-m1"], "missing": [], "syndic_id": "mid"}]
-    assert cache.stored == ["mid-m1", "b1-m1"]
+    assert cache.stored_ids() == ["mid-m1", "b1-m1"]
     # a late DC below: the CLI hears about its minion, then its return is stored
     send(Ack(JID, "mid", "published", ["b3-m1"], ext=True).to_wire(), ret("b3-m1"), ret("x-m1"))
     new = [d["minions"] for t, d in bus.events if t == f"syndic/mid/salt/job/{JID}/new"]
     assert new[-1] == ["b1-m1", "b2-m1", "b3-m1", "mid-m1"]
-    assert cache.stored == ["mid-m1", "b1-m1", "b3-m1"]
+    assert cache.stored_ids() == ["mid-m1", "b1-m1", "b3-m1"]
     assert "redis_syndic/rejected/untargeted_minion" in [t for t, _ in bus.events]  # x-m1: never acknowledged
     ledger.close()
