@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from collections import Counter
+from datetime import datetime, timezone
 from typing import Callable
 
 
@@ -140,3 +141,15 @@ def write_atomic(path: str, data: bytes, *, mode: int = 0o666, dir_mode: int = 0
             fh.flush()
             os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def jid_time(jid: str, utc: bool = False) -> float | None:
+    """Epoch seconds Salt made ``jid`` at (``%Y%m%d%H%M%S%f``, local time unless ``utc_jid``).
+
+    Here, on the lowest floor, because both the Salt side and the runner views read it.
+    """
+    try:
+        when = datetime.strptime(jid[:20], "%Y%m%d%H%M%S%f")
+    except ValueError:
+        return None
+    return (when.replace(tzinfo=timezone.utc) if utc else when).timestamp()
