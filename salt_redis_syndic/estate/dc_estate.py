@@ -19,7 +19,6 @@ At steady state that is one small SET (and one GET of the resync flag) per inter
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from ..security.signing import Signer
 from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
 from ..wire.sealed import seal
+from ..wire.tags import RET_TAG, START_TAG
 from .drift import digests
 from .drift_watch import ServedFiles
 from .key_orders import KeyOrders
@@ -48,16 +48,14 @@ from .roster import (
 
 log = logging.getLogger(__name__)
 
-_RET_TAG = re.compile(r"^salt/job/[0-9]{20}[0-9A-Za-z_]*/ret/([^/]+)$")
-_START_TAG = re.compile(r"^salt/minion/([^/]+)/start$")
 FULL_SCAN_EVERY = 6  # ticks between full scans of pki_dir when its directories look unchanged
 
 
 def seen_in_event(tag: str, data: Any) -> str | None:
     """The minion a master event shows alive: a return, a start, an accepted authentication."""
-    match = _RET_TAG.match(tag) or _START_TAG.match(tag)
+    match = RET_TAG.match(tag) or START_TAG.match(tag)
     if match:
-        return match.group(1)
+        return match.group("minion")
     if isinstance(data, Mapping) and isinstance(data.get("id"), str):
         if tag == "minion_start" or (tag == "salt/auth" and data.get("act") == "accept"):
             return data["id"]

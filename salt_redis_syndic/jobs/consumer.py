@@ -31,6 +31,7 @@ from ..transport.keys import Keys
 from ..transport.stream import JobStream, stream_id_key
 from ..wire.jobs import EventsEnvelope, JobEnvelope, decode_entry
 from ..wire.subjobs import job_identity, saved_load_is
+from ..wire.tags import job_event_tag
 from ..wire.uplink import Ack
 
 log = logging.getLogger(__name__)
@@ -275,7 +276,7 @@ class JobConsumer:
                     job.jid, job.load.get("fun"), job.origin, age, self.dc)
         self.counters.inc("jobs_expired")
         self.bus.fire({"jid": job.jid, "dc": self.dc, "fun": job.load.get("fun"), "expired_for": age,
-                       "entry_id": entry_id}, f"redis_syndic/job/{job.jid}/expired")
+                       "entry_id": entry_id}, job_event_tag(job.jid, "expired"))
         sub = self._row_sub(job)
         self._send_ack(Ack(job.jid, self.dc, "expired", reason=f"expired {age:.0f}s before it reached DC {self.dc}", sub=sub),
                        job.origin)
@@ -291,7 +292,7 @@ class JobConsumer:
                     job.jid, fun, tgt_type, tgt, job.origin, self.dc, reason)
         self.counters.inc("jobs_refused")
         self.bus.fire({"jid": job.jid, "dc": self.dc, "fun": fun, "tgt": tgt, "tgt_type": tgt_type,
-                       "reason": reason, "entry_id": entry_id}, f"redis_syndic/job/{job.jid}/refused")
+                       "reason": reason, "entry_id": entry_id}, job_event_tag(job.jid, "refused"))
         sub = self._row_sub(job)
         self._send_ack(Ack(job.jid, self.dc, "refused", reason=f"DC {self.dc} policy: {reason}"[:300], sub=sub), job.origin)
         self.ledger.mark(job.jid, "refused", sub=sub)

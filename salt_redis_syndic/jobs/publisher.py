@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import threading
 import time
 from typing import Any, Callable, Mapping, Protocol
@@ -28,12 +27,11 @@ from ..transport.stream import JobStream
 from ..wire.codec import pack, unpack
 from ..wire.jobs import JobEnvelope, encode_events, encode_job, make_job
 from ..wire.subjobs import job_identity
+from ..wire.tags import PUBLISH_TAG, job_event_tag
 from . import findjob
 from .targeting import BadTarget, dcs_from_load, is_relayed
 
 log = logging.getLogger(__name__)
-
-PUBLISH_TAG = re.compile(r"^salt/job/(\d{20}[0-9A-Za-z_]*)/publish$")
 
 
 class Bus(Protocol):
@@ -85,7 +83,7 @@ class JobPublisher:
         if not match or not isinstance(data, Mapping) or "fun" not in data or "tgt" not in data:
             return None
         load = dict(data)
-        load["jid"] = match.group(1)
+        load["jid"] = match.group("jid")
         return self.envelope(load)
 
     def envelope(self, load: dict[str, Any], now: float | None = None) -> JobEnvelope | None:
@@ -96,7 +94,7 @@ class JobPublisher:
             # Fail closed: a job meant for some DCs must never be widened to all of them.
             log.error("redis_syndic: job %s (%s) not sent to any DC: %s", load["jid"], load.get("fun"), err)
             self.counters.inc("jobs_bad_target")
-            self.bus.fire({"jid": load["jid"], "reason": str(err)}, f"redis_syndic/job/{load['jid']}/bad_target")
+            self.bus.fire({"jid": load["jid"], "reason": str(err)}, job_event_tag(load["jid"], "bad_target"))
             return None
         return make_job(load, origin=self.settings.master_id, ttl=self.settings.job_ttl, now=now, dcs=dcs)
 
@@ -132,7 +130,7 @@ class JobPublisher:
                 log.error("redis_syndic: job %s (%s by %s) was published while the engine was down and is NOT sent "
                           "to the DCs: its authorization list was not saved; run it again", jid, saved.get("fun"), user)
                 self.counters.inc("jobs_unrecoverable")
-                self.bus.fire({"jid": jid, "fun": saved.get("fun"), "user": user}, f"redis_syndic/job/{jid}/unrecoverable")
+                self.bus.fire({"jid": jid, "fun": saved.get("fun"), "user": user}, job_event_tag(jid, "unrecoverable"))
                 continue
             job = self.envelope(publish_load(jid, saved), now=at)
             if job is None:

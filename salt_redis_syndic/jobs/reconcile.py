@@ -31,6 +31,7 @@ from ..runtime import Counters
 from ..state.mom_ledger import MomLedger, OutboxJob
 from ..transport.stream import JobStream, stream_id_key
 from ..wire.codec import unpack
+from ..wire.tags import job_event_tag
 
 log = logging.getLogger(__name__)
 
@@ -113,5 +114,5 @@ class JobReconciler:
         for jid, _sub, dcs_missing in due:
             log.warning("redis_syndic: job %s: no acknowledgement from DC(s) %s and its stream entry is gone or "
                         "their ack was lost; appended again (DCs never run a jid twice)", jid, ", ".join(dcs_missing))
-            self.bus.fire({"jid": jid, "dcs": dcs_missing}, f"redis_syndic/job/{jid}/resent")
+            self.bus.fire({"jid": jid, "dcs": dcs_missing}, job_event_tag(jid, "resent"))
         return [jid for jid, _, _ in entries]

@@ -12,7 +12,6 @@ so batches Redis loses are pushed again.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from typing import Any, Callable, Iterable, Mapping, Protocol
@@ -31,12 +30,12 @@ from ..transport.stream import JobStream, id_millis
 from ..wire.confirm import read_confirm
 from ..wire.sealed import seal, wrap
 from ..wire.status import DcStatus
+from ..wire.tags import RET_TAG
 from ..wire.uplink import batch_aad, encode_batch, is_trimmed
 from .confirm import ResendPlanner
 
 log = logging.getLogger(__name__)
 
-RET_TAG = re.compile(r"^salt/job/(\d{20}[0-9A-Za-z_]*)/ret/([^/]+)$")
 TRIMMED_WAIT = 30.0  # seconds to wait for the job cache to hold a return trimmed on the bus
 
 
@@ -55,7 +54,7 @@ def returns_to_spool(events: Iterable[Mapping[str, Any]], settings: Settings,
         data = event.get("data")
         if not match or not isinstance(data, dict):
             continue
-        jid, minion = match.groups()
+        jid, minion = match.group("jid", "minion")
         mom = origin_of(jid) or data.get("master_id")
         if not isinstance(mom, str) or not mom or mom == settings.master_id:
             continue
