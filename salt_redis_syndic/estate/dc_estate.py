@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
 from ..config import Settings
-from ..runtime import Backoff, Counters, RateLimitedLog
+from ..runtime import Backoff, Counters, ListenBus, RateLimitedLog
 from ..security.signing import Signer
 from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
@@ -62,10 +62,6 @@ def seen_in_event(tag: str, data: Any) -> str | None:
     return None
 
 
-class Bus(Protocol):
-    def get(self, wait: float) -> tuple[str, dict[str, Any]] | None: ...
-
-
 class MinionData(Protocol):
     def updated(self, minion: str) -> int | None: ...
     def grains(self, minion: str, names: tuple[str, ...]) -> dict[str, Any] | None: ...
@@ -89,7 +85,7 @@ class DcEstate:
     """
 
     def __init__(self, settings: Settings, opts: Mapping[str, Any], signer: Signer, stop: threading.Event,
-                 counters: Counters | None = None, bus: Callable[[], Bus] | None = None,
+                 counters: Counters | None = None, bus: Callable[[], ListenBus] | None = None,
                  minion_data: Callable[[], MinionData] | None = None, *,
                  orders: KeyOrders | None = None, files: ServedFiles | None = None) -> None:
         assert settings.dc is not None
@@ -106,7 +102,7 @@ class DcEstate:
         self.files = files or ServedFiles(opts, settings.drift_roots, settings.drift_interval)
         self.file_digests: dict[str, dict[str, str]] = {}
         self._bus_factory = bus
-        self._bus: Bus | None = None
+        self._bus: ListenBus | None = None
         self._data_factory = minion_data
         self._data: MinionData | None = None
         self._seeded: set[str] = set()

@@ -20,11 +20,13 @@ from ..config import Settings, destinations
 from ..errors import RejectedEntry
 from ..events.forwarding import fire_down
 from ..runtime import Backoff, Counters, RateLimitedLog
+from ..runtime import FireBus as Bus  # the name the constructor uses
 from ..security.confidential import load_payload_key
 from ..security.policy import Policy
 from ..security.signing import Verifier
 from ..state.deadletter import DeadLetters
 from ..state.ledger import DcLedger
+from ..state.rejections import Rejections
 from ..state.spool import Spool
 from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
@@ -43,10 +45,6 @@ class Publisher(Protocol):
 
 class LoadLookup(Protocol):
     def get_load(self, jid: str) -> dict[str, Any]: ...
-
-
-class Bus(Protocol):
-    def fire(self, data: Mapping[str, Any], tag: str) -> bool: ...
 
 
 class JobConsumer:
@@ -303,11 +301,9 @@ class JobConsumer:
         self.wake_uplink.set()
 
     def reject(self, entry_id: str, rej: RejectedEntry, fields: Mapping[Any, Any]) -> None:
-        self.counters.inc("jobs_rejected")
-        self.counters.inc(f"rejected_{rej.reason}")
-        log.error("redis_syndic: rejected job stream entry %s on DC %s: %s (dead-lettered, not run)",
-                  entry_id, self.dc, rej)
-        self.deadletters.add(source=f"dc:{self.dc}", entry_id=entry_id, reason=rej.reason, detail=rej.detail, raw=fields)
-        self.bus.fire({"dc": self.dc, "entry_id": entry_id, "reason": rej.reason, "detail": rej.detail},
-                      f"redis_syndic/rejected/{rej.reason}")
+        # Keyed by entry: each hostile entry is logged once (operators and tests match its id).
+        Rejections(self.counters, self.deadletters, self.bus.fire, self._rl, f"dc:{self.dc}").reject(
+            rej, fields, {"dc": self.dc, "entry_id": entry_id}, log_key=f"reject:{entry_id}", entry_id=entry_id,
+            count=("jobs_rejected",), msg="redis_syndic: rejected job stream entry %s on DC %s: %s (dead-lettered, not run)",
+            args=(entry_id, self.dc, rej))
 

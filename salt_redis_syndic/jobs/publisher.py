@@ -12,12 +12,12 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping
 
 from ..config import Settings
 from ..errors import RejectedEntry
 from ..events.forwarding import DownForwarder
-from ..runtime import Backoff, Counters, RateLimitedLog
+from ..runtime import Backoff, Counters, ListenBus, RateLimitedLog
 from ..security.confidential import payload_keys
 from ..security.signing import Signer
 from ..state.mom_ledger import MomLedger
@@ -34,11 +34,6 @@ from .targeting import BadTarget, dcs_from_load, is_relayed
 log = logging.getLogger(__name__)
 
 
-class Bus(Protocol):
-    def get(self, wait: float) -> tuple[str, dict[str, Any]] | None: ...
-    def fire(self, data: Mapping[str, Any], tag: str) -> bool: ...
-
-
 
 
 # Users whose jobs carry no auth_list (the master's own key): the only ones safe to replay from
@@ -49,7 +44,7 @@ _REPLAYABLE_USERS = ("root",)
 class JobPublisher:
     """The ``publish`` loop: MoM event bus -> signed entries on the job stream."""
 
-    def __init__(self, settings: Settings, bus: Bus, signer: Signer, published: "queue.Queue[tuple[Any, ...]]",
+    def __init__(self, settings: Settings, bus: ListenBus, signer: Signer, published: "queue.Queue[tuple[Any, ...]]",
                  counters: Counters, stop: threading.Event, *, ledger: MomLedger,
                  recent_loads: Any = None, master_user: str = "root",
                  owners: Callable[[list[str]], Mapping[str, str | None]] | None = None) -> None:

@@ -19,14 +19,16 @@ from typing import Any, Protocol
 from ..config import Settings
 from ..errors import RejectedEntry
 from ..events.forwarding import may_fire_original, up_tag
-from ..jobs.publisher import Bus, entry_dcs, unpack_fields
+from ..jobs.publisher import entry_dcs, unpack_fields
 from ..jobs.reconcile import DcView, JobReconciler
 from ..runtime import Backoff, Counters, Gauges, RateLimitedLog
+from ..runtime import ListenBus as Bus  # the name the constructor uses
 from ..security.confidential import payload_keys
 from ..security.dckeys import DcKeyring
 from ..security.signing import Signer
 from ..state.deadletter import DeadLetters
 from ..state.mom_ledger import MomLedger
+from ..state.rejections import Rejections
 from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
 from ..transport.queue import UplinkQueue
@@ -376,11 +378,9 @@ class Collector:
         self.counters.inc("returns_stored")
 
     def reject(self, what: str, rej: RejectedEntry, raw: Any) -> None:
-        self.counters.inc(f"rejected_{rej.reason}")
-        log.error("redis_syndic: rejected uplink %s: %s (dead-lettered)", what, rej)
-        self.deadletters.add(source=f"mom:{self.settings.master_id}", entry_id="", reason=rej.reason, detail=rej.detail,
-                             raw={"raw": raw} if isinstance(raw, bytes) else raw)
-        self.bus.fire({"what": what, "reason": rej.reason, "detail": rej.detail}, f"redis_syndic/rejected/{rej.reason}")
+        Rejections(self.counters, self.deadletters, self.bus.fire, self._rl, f"mom:{self.settings.master_id}").reject(
+            rej, raw, {"what": what}, log_key=f"reject:{what}:{rej.reason}",
+            msg="redis_syndic: rejected uplink %s: %s (dead-lettered)", args=(what, rej))
 
     def _done(self, batch: _Batch) -> None:
         # Once per batch: its last return may be stored while process() still holds it.
