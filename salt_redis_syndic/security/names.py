@@ -13,7 +13,3 @@ import re
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 NAME_RE = re.compile(rf"^{NAME_PATTERN}\Z", re.ASCII)
 
-
-def is_name(value: object) -> bool:
-    """True when ``value`` is a string that is a valid master name (no trailing newline)."""
-    return isinstance(value, str) and NAME_RE.match(value) is not None
