@@ -14,10 +14,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .security.names import NAME_RE
 from .transport.settings import RedisSettings, redact_url
 
 ROLES = ("mom", "dc")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _NS_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
 
@@ -191,7 +191,7 @@ def _dc_keys(block: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     """``dc_keys: {east: <path or PEM>}``: DC uplink keys the MoM accepts without salt-run accept."""
     value = block.get("dc_keys") or {}
     if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and _NAME_RE.match(k) and isinstance(v, str) and v for k, v in value.items()
+        isinstance(k, str) and NAME_RE.match(k) and isinstance(v, str) and v for k, v in value.items()
     ):
         raise ConfigError("dc_keys", "must map DC names to public key file paths or PEM strings")
     return tuple(sorted(value.items()))
@@ -207,7 +207,7 @@ def _payload_keys(block: Mapping[str, Any]) -> tuple[str | None, tuple[tuple[str
             raise ConfigError("payload_key", "must be base64 text or a file path")
         load_payload_key(own, "payload_key")
     keys = block.get("dc_payload_keys") or {}
-    if not isinstance(keys, Mapping) or not all(isinstance(k, str) and _NAME_RE.match(k) and isinstance(v, str)
+    if not isinstance(keys, Mapping) or not all(isinstance(k, str) and NAME_RE.match(k) and isinstance(v, str)
                                                 for k, v in keys.items()):
         raise ConfigError("dc_payload_keys", "must map DC names to base64 keys or key file paths")
     for spec in keys.values():
@@ -253,7 +253,7 @@ def _moms(block: Mapping[str, Any], role: str) -> tuple[str, ...]:
     value = block.get("moms") or []
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and _NAME_RE.match(v) for v in value):
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and NAME_RE.match(v) for v in value):
         raise ConfigError("moms", f"must be a list of MoM master ids, got {value!r}")
     moms = tuple(dict.fromkeys(value))
     if role == "dc" and not moms:
@@ -314,13 +314,13 @@ def _identity(block: Mapping[str, Any], opts: Mapping[str, Any]) -> dict[str, An
         raise ConfigError("role", f"must be one of {', '.join(ROLES)} (got {role!r})")
     dc = block.get("dc")
     if role == "dc":
-        if not isinstance(dc, str) or not _NAME_RE.match(dc):
+        if not isinstance(dc, str) or not NAME_RE.match(dc):
             raise ConfigError("dc", "is required for role dc: a short name of letters, digits, '.', '_' or '-'")
     namespace = block.get("namespace", Settings.namespace)
     if not isinstance(namespace, str) or not _NS_RE.match(namespace):
         raise ConfigError("namespace", "must be 1-64 characters of letters, digits, '_', '.', ':' or '-'")
     master_id = str(block.get("master_id") or opts.get("id") or "")
-    if not _NAME_RE.match(master_id):
+    if not NAME_RE.match(master_id):
         raise ConfigError("master_id", f"the master id {master_id!r} is not usable as a name; set redis_syndic:master_id")
     url = _url(block, "redis_url", required=True)
     assert url is not None

@@ -7,7 +7,24 @@ import os
 import threading
 import time
 from collections import Counter
-from typing import Callable
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping, Protocol
+
+
+class FireBus(Protocol):
+    """A master's event bus as the loops that only announce use it (``salt_adapter.MasterBus``).
+
+    Declared here, on the lowest floor, so every loop types its bus the same way without
+    importing Salt.
+    """
+
+    def fire(self, data: Mapping[str, Any], tag: str) -> bool: ...
+
+
+class ListenBus(FireBus, Protocol):
+    """A master's event bus as the loops that also read events use it."""
+
+    def get(self, wait: float) -> tuple[str, dict[str, Any]] | None: ...
 
 
 class Backoff:
@@ -32,13 +49,21 @@ class Backoff:
 
 
 class RateLimitedLog:
-    """Log the same failure at most once per ``interval`` seconds, with a repeat count."""
+    """Log the same failure at most once per ``interval`` seconds, with a repeat count.
+
+    Keys may name single records (a rejected entry id): keys idle for a whole interval with
+    nothing suppressed are forgotten past ``MAX_KEYS`` (at most once an interval), which logs
+    exactly as before.
+    """
+
+    MAX_KEYS = 1024
 
     def __init__(self, logger: logging.Logger, interval: float = 60.0) -> None:
         self._log = logger
         self._interval = interval
         self._last: dict[str, float] = {}
         self._suppressed: Counter[str] = Counter()
+        self._forgot_at = -1e9
 
     def log(self, level: int, key: str, msg: str, *args: object) -> None:
         now = time.monotonic()
@@ -50,6 +75,14 @@ class RateLimitedLog:
             self._log.log(level, msg, *args)
         else:
             self._suppressed[key] += 1
+        if len(self._last) > self.MAX_KEYS and now - self._forgot_at >= self._interval:
+            self._forget_idle(now)
+
+    def _forget_idle(self, now: float) -> None:
+        """Drop keys that would log on their next use anyway and owe no repeat count."""
+        self._forgot_at = now
+        for key in [k for k, at in self._last.items() if now - at >= self._interval and k not in self._suppressed]:
+            del self._last[key]
 
 
 class Counters:
@@ -140,3 +173,15 @@ def write_atomic(path: str, data: bytes, *, mode: int = 0o666, dir_mode: int = 0
             fh.flush()
             os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def jid_time(jid: str, utc: bool = False) -> float | None:
+    """Epoch seconds Salt made ``jid`` at (``%Y%m%d%H%M%S%f``, local time unless ``utc_jid``).
+
+    Here, on the lowest floor, because both the Salt side and the runner views read it.
+    """
+    try:
+        when = datetime.strptime(jid[:20], "%Y%m%d%H%M%S%f")
+    except ValueError:
+        return None
+    return (when.replace(tzinfo=timezone.utc) if utc else when).timestamp()

@@ -19,18 +19,18 @@ At steady state that is one small SET (and one GET of the resync flag) per inter
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
 from ..config import Settings
-from ..runtime import Backoff, Counters, RateLimitedLog
+from ..runtime import Backoff, Counters, ListenBus, RateLimitedLog
 from ..security.signing import Signer
 from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
 from ..wire.sealed import seal
+from ..wire.tags import RET_TAG, START_TAG
 from .drift import digests
 from .drift_watch import ServedFiles
 from .key_orders import KeyOrders
@@ -48,24 +48,18 @@ from .roster import (
 
 log = logging.getLogger(__name__)
 
-_RET_TAG = re.compile(r"^salt/job/[0-9]{20}[0-9A-Za-z_]*/ret/([^/]+)$")
-_START_TAG = re.compile(r"^salt/minion/([^/]+)/start$")
 FULL_SCAN_EVERY = 6  # ticks between full scans of pki_dir when its directories look unchanged
 
 
 def seen_in_event(tag: str, data: Any) -> str | None:
     """The minion a master event shows alive: a return, a start, an accepted authentication."""
-    match = _RET_TAG.match(tag) or _START_TAG.match(tag)
+    match = RET_TAG.match(tag) or START_TAG.match(tag)
     if match:
-        return match.group(1)
+        return match.group("minion")
     if isinstance(data, Mapping) and isinstance(data.get("id"), str):
         if tag == "minion_start" or (tag == "salt/auth" and data.get("act") == "accept"):
             return data["id"]
     return None
-
-
-class Bus(Protocol):
-    def get(self, wait: float) -> tuple[str, dict[str, Any]] | None: ...
 
 
 class MinionData(Protocol):
@@ -91,7 +85,7 @@ class DcEstate:
     """
 
     def __init__(self, settings: Settings, opts: Mapping[str, Any], signer: Signer, stop: threading.Event,
-                 counters: Counters | None = None, bus: Callable[[], Bus] | None = None,
+                 counters: Counters | None = None, bus: Callable[[], ListenBus] | None = None,
                  minion_data: Callable[[], MinionData] | None = None, *,
                  orders: KeyOrders | None = None, files: ServedFiles | None = None) -> None:
         assert settings.dc is not None
@@ -108,7 +102,7 @@ class DcEstate:
         self.files = files or ServedFiles(opts, settings.drift_roots, settings.drift_interval)
         self.file_digests: dict[str, dict[str, str]] = {}
         self._bus_factory = bus
-        self._bus: Bus | None = None
+        self._bus: ListenBus | None = None
         self._data_factory = minion_data
         self._data: MinionData | None = None
         self._seeded: set[str] = set()

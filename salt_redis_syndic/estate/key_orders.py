@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping
 
 from ..config import Settings
 from ..errors import RejectedEntry
-from ..runtime import Counters
+from ..runtime import Counters, FireBus, RateLimitedLog
 from ..security.signing import Verifier
 from ..state.deadletter import DeadLetters
+from ..state.rejections import Rejections
 from ..transport.keys import Keys
 from ..transport.stream import JobStream
 from .keycmd import KeyActions, SeenOrders, carry_out
 from .store import estate_dir
 
 log = logging.getLogger(__name__)
-
-
-class FireBus(Protocol):
-    def fire(self, data: Mapping[str, Any], tag: str) -> bool: ...
 
 
 class KeyOrders:
@@ -43,6 +40,7 @@ class KeyOrders:
         self.deadletters = deadletters
         self.fire = fire
         self.counters = counters
+        self._rl = RateLimitedLog(log)
 
     def run_pending(self, client: Any, now: float) -> None:
         stream = JobStream(client, self.keys.keycmd(self.dc), 1000)
@@ -63,13 +61,10 @@ class KeyOrders:
                 self._fire({"dc": self.dc, "minion": cmd.minion, "action": cmd.action, "order": cmd.id, "by": cmd.by},
                            f"redis_syndic/key_order/{cmd.action}")
             except RejectedEntry as rej:
-                self.counters.inc(f"rejected_{rej.reason}")
-                log.error("redis_syndic: AUDIT refused key order %s on DC %s: %s (dead-lettered)", entry_id, self.dc, rej)
-                if self.deadletters is not None:
-                    self.deadletters.add(source=f"dc:{self.dc}", entry_id=entry_id, reason=rej.reason, detail=rej.detail,
-                                         raw=fields)
-                self._fire({"dc": self.dc, "entry_id": entry_id, "reason": rej.reason, "detail": rej.detail},
-                           f"redis_syndic/rejected/{rej.reason}")
+                # Keyed by entry: the audit trail names every refused order.
+                Rejections(self.counters, self.deadletters, self._fire, self._rl, f"dc:{self.dc}").reject(
+                    rej, fields, {"dc": self.dc, "entry_id": entry_id}, log_key=f"reject:{entry_id}", entry_id=entry_id,
+                    msg="redis_syndic: AUDIT refused key order %s on DC %s: %s (dead-lettered)", args=(entry_id, self.dc, rej))
             except Exception as err:  # salt.key failed: reported, the next order still runs  # noqa: BLE001
                 self.counters.inc("key_orders_failed")
                 log.error("redis_syndic: AUDIT key order %s on DC %s failed: %s: %s", entry_id, self.dc,

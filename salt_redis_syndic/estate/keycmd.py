@@ -17,8 +17,9 @@ from typing import Any, Protocol
 
 from ..errors import RejectedEntry
 from ..runtime import write_atomic
+from ..security.names import NAME_RE
 from ..security.signing import Signer, Verifier
-from ..wire.codec import MINION_RE, NAME_RE
+from ..wire.codec import MINION_RE
 from ..wire.keyorders import ACTIONS, KeyCommand, decode_command
 
 log = logging.getLogger(__name__)

@@ -26,10 +26,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..security.names import NAME_PATTERN
+
 log = logging.getLogger(__name__)
 
 MARKER_HEAD = "-----REDIS-SYNDIC MIRRORED MINION KEY-----"
-_MARKER_RE = re.compile(r"\A" + re.escape(MARKER_HEAD) + r"\ndc: ([A-Za-z0-9][A-Za-z0-9_.-]{0,63})\n")
+_MARKER_RE = re.compile(r"\A" + re.escape(MARKER_HEAD) + rf"\ndc: ({NAME_PATTERN})\n")
 
 
 def marker(dc: str) -> str:

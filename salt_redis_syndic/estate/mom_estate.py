@@ -13,12 +13,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping
 
 from ..config import Settings
 from ..errors import RejectedEntry
-from ..runtime import Backoff, Counters, RateLimitedLog
+from ..runtime import Backoff, Counters, FireBus, RateLimitedLog
 from ..state.deadletter import DeadLetters
+from ..state.rejections import Rejections
 from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
 from ..transport.stream import JobStream
@@ -40,10 +41,6 @@ log = logging.getLogger(__name__)
 
 RESYNC_TTL = 300
 BAD_HEAD_REPORT_EVERY = 600.0  # seconds between two reports of the same bad head of a DC
-
-
-class FireBus(Protocol):
-    def fire(self, data: Mapping[str, Any], tag: str) -> bool: ...
 
 
 @dataclass
@@ -267,10 +264,7 @@ class MomEstate:
         state.listing_for = digests(fileset.listing)
 
     def reject(self, dc: str, what: str, rej: RejectedEntry, raw: Any) -> None:
-        self.counters.inc(f"rejected_{rej.reason}")
-        log.error("redis_syndic: rejected the %s of DC %s: %s (dead-lettered)", what, dc, rej)
-        if self.deadletters is not None:
-            self.deadletters.add(source=f"mom:{self.settings.master_id}", entry_id="", reason=rej.reason,
-                                 detail=f"{what} of DC {dc}: {rej.detail}", raw={"raw": raw} if isinstance(raw, bytes) else raw)
-        self.bus.fire({"what": f"estate {what}", "dc": dc, "reason": rej.reason, "detail": rej.detail},
-                      f"redis_syndic/rejected/{rej.reason}")
+        Rejections(self.counters, self.deadletters, self.bus.fire, self._rl, f"mom:{self.settings.master_id}").reject(
+            rej, raw, {"what": f"estate {what}", "dc": dc}, log_key=f"reject:{dc}:{what}:{rej.reason}",
+            detail=f"{what} of DC {dc}: {rej.detail}",
+            msg="redis_syndic: rejected the %s of DC %s: %s (dead-lettered)", args=(what, dc, rej))

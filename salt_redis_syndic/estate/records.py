@@ -12,7 +12,17 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, TypeVar
 
 from ..errors import RejectedEntry
-from ..wire.codec import MINION_RE, NAME_RE, VERSION, boundary, number, pack, require, text, versioned
+from ..security.names import NAME_RE
+from ..wire.codec import (
+    MINION_RE,
+    VERSION,
+    boundary,
+    number,
+    pack,
+    require,
+    text,
+    versioned,
+)
 from ..wire.sealed import Keyring, open_sealed
 from .drift import KINDS, Listing
 from .gitrevs import GIT_KINDS, MARKERS

@@ -20,17 +20,20 @@ from ..config import Settings, destinations
 from ..errors import RejectedEntry
 from ..events.forwarding import fire_down
 from ..runtime import Backoff, Counters, RateLimitedLog
+from ..runtime import FireBus as Bus  # the name the constructor uses
 from ..security.confidential import load_payload_key
 from ..security.policy import Policy
 from ..security.signing import Verifier
 from ..state.deadletter import DeadLetters
 from ..state.ledger import DcLedger
+from ..state.rejections import Rejections
 from ..state.spool import Spool
 from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
 from ..transport.stream import JobStream, stream_id_key
 from ..wire.jobs import EventsEnvelope, JobEnvelope, decode_entry
 from ..wire.subjobs import job_identity, saved_load_is
+from ..wire.tags import job_event_tag
 from ..wire.uplink import Ack
 
 log = logging.getLogger(__name__)
@@ -42,10 +45,6 @@ class Publisher(Protocol):
 
 class LoadLookup(Protocol):
     def get_load(self, jid: str) -> dict[str, Any]: ...
-
-
-class Bus(Protocol):
-    def fire(self, data: Mapping[str, Any], tag: str) -> bool: ...
 
 
 class JobConsumer:
@@ -275,7 +274,7 @@ class JobConsumer:
                     job.jid, job.load.get("fun"), job.origin, age, self.dc)
         self.counters.inc("jobs_expired")
         self.bus.fire({"jid": job.jid, "dc": self.dc, "fun": job.load.get("fun"), "expired_for": age,
-                       "entry_id": entry_id}, f"redis_syndic/job/{job.jid}/expired")
+                       "entry_id": entry_id}, job_event_tag(job.jid, "expired"))
         sub = self._row_sub(job)
         self._send_ack(Ack(job.jid, self.dc, "expired", reason=f"expired {age:.0f}s before it reached DC {self.dc}", sub=sub),
                        job.origin)
@@ -291,7 +290,7 @@ class JobConsumer:
                     job.jid, fun, tgt_type, tgt, job.origin, self.dc, reason)
         self.counters.inc("jobs_refused")
         self.bus.fire({"jid": job.jid, "dc": self.dc, "fun": fun, "tgt": tgt, "tgt_type": tgt_type,
-                       "reason": reason, "entry_id": entry_id}, f"redis_syndic/job/{job.jid}/refused")
+                       "reason": reason, "entry_id": entry_id}, job_event_tag(job.jid, "refused"))
         sub = self._row_sub(job)
         self._send_ack(Ack(job.jid, self.dc, "refused", reason=f"DC {self.dc} policy: {reason}"[:300], sub=sub), job.origin)
         self.ledger.mark(job.jid, "refused", sub=sub)
@@ -302,11 +301,9 @@ class JobConsumer:
         self.wake_uplink.set()
 
     def reject(self, entry_id: str, rej: RejectedEntry, fields: Mapping[Any, Any]) -> None:
-        self.counters.inc("jobs_rejected")
-        self.counters.inc(f"rejected_{rej.reason}")
-        log.error("redis_syndic: rejected job stream entry %s on DC %s: %s (dead-lettered, not run)",
-                  entry_id, self.dc, rej)
-        self.deadletters.add(source=f"dc:{self.dc}", entry_id=entry_id, reason=rej.reason, detail=rej.detail, raw=fields)
-        self.bus.fire({"dc": self.dc, "entry_id": entry_id, "reason": rej.reason, "detail": rej.detail},
-                      f"redis_syndic/rejected/{rej.reason}")
+        # Keyed by entry: each hostile entry is logged once (operators and tests match its id).
+        Rejections(self.counters, self.deadletters, self.bus.fire, self._rl, f"dc:{self.dc}").reject(
+            rej, fields, {"dc": self.dc, "entry_id": entry_id}, log_key=f"reject:{entry_id}", entry_id=entry_id,
+            count=("jobs_rejected",), msg="redis_syndic: rejected job stream entry %s on DC %s: %s (dead-lettered, not run)",
+            args=(entry_id, self.dc, rej))
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..wire.tags import ret_tag
+
 FIND_JOB = "saltutil.find_job"
 
 
@@ -78,6 +80,6 @@ def not_targeted_why(asked_jid: str, minion: str, dc: str, status: str) -> str:
 
 def answer(find_jid: str, asked_jid: str, minion: str, why: str) -> tuple[str, dict[str, Any]]:
     """The ``(tag, data)`` telling the waiting CLI that ``minion`` does not run ``asked_jid``."""
-    return (f"salt/job/{find_jid}/ret/{minion}",
+    return (ret_tag(find_jid, minion),
             {"id": minion, "jid": find_jid, "fun": FIND_JOB, "fun_args": [asked_jid], "return": {}, "retcode": 1,
              "success": False, "redis_syndic": why})

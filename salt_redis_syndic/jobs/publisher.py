@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import threading
 import time
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping
 
 from ..config import Settings
 from ..errors import RejectedEntry
 from ..events.forwarding import DownForwarder
-from ..runtime import Backoff, Counters, RateLimitedLog
+from ..runtime import Backoff, Counters, ListenBus, RateLimitedLog
 from ..security.confidential import payload_keys
 from ..security.signing import Signer
 from ..state.mom_ledger import MomLedger
@@ -28,17 +27,11 @@ from ..transport.stream import JobStream
 from ..wire.codec import pack, unpack
 from ..wire.jobs import JobEnvelope, encode_events, encode_job, make_job
 from ..wire.subjobs import job_identity
+from ..wire.tags import PUBLISH_TAG, job_event_tag
 from . import findjob
 from .targeting import BadTarget, dcs_from_load, is_relayed
 
 log = logging.getLogger(__name__)
-
-PUBLISH_TAG = re.compile(r"^salt/job/(\d{20}[0-9A-Za-z_]*)/publish$")
-
-
-class Bus(Protocol):
-    def get(self, wait: float) -> tuple[str, dict[str, Any]] | None: ...
-    def fire(self, data: Mapping[str, Any], tag: str) -> bool: ...
 
 
 
@@ -51,7 +44,7 @@ _REPLAYABLE_USERS = ("root",)
 class JobPublisher:
     """The ``publish`` loop: MoM event bus -> signed entries on the job stream."""
 
-    def __init__(self, settings: Settings, bus: Bus, signer: Signer, published: "queue.Queue[tuple[Any, ...]]",
+    def __init__(self, settings: Settings, bus: ListenBus, signer: Signer, published: "queue.Queue[tuple[Any, ...]]",
                  counters: Counters, stop: threading.Event, *, ledger: MomLedger,
                  recent_loads: Any = None, master_user: str = "root",
                  owners: Callable[[list[str]], Mapping[str, str | None]] | None = None) -> None:
@@ -85,7 +78,7 @@ class JobPublisher:
         if not match or not isinstance(data, Mapping) or "fun" not in data or "tgt" not in data:
             return None
         load = dict(data)
-        load["jid"] = match.group(1)
+        load["jid"] = match.group("jid")
         return self.envelope(load)
 
     def envelope(self, load: dict[str, Any], now: float | None = None) -> JobEnvelope | None:
@@ -96,7 +89,7 @@ class JobPublisher:
             # Fail closed: a job meant for some DCs must never be widened to all of them.
             log.error("redis_syndic: job %s (%s) not sent to any DC: %s", load["jid"], load.get("fun"), err)
             self.counters.inc("jobs_bad_target")
-            self.bus.fire({"jid": load["jid"], "reason": str(err)}, f"redis_syndic/job/{load['jid']}/bad_target")
+            self.bus.fire({"jid": load["jid"], "reason": str(err)}, job_event_tag(load["jid"], "bad_target"))
             return None
         return make_job(load, origin=self.settings.master_id, ttl=self.settings.job_ttl, now=now, dcs=dcs)
 
@@ -132,7 +125,7 @@ class JobPublisher:
                 log.error("redis_syndic: job %s (%s by %s) was published while the engine was down and is NOT sent "
                           "to the DCs: its authorization list was not saved; run it again", jid, saved.get("fun"), user)
                 self.counters.inc("jobs_unrecoverable")
-                self.bus.fire({"jid": jid, "fun": saved.get("fun"), "user": user}, f"redis_syndic/job/{jid}/unrecoverable")
+                self.bus.fire({"jid": jid, "fun": saved.get("fun"), "user": user}, job_event_tag(jid, "unrecoverable"))
                 continue
             job = self.envelope(publish_load(jid, saved), now=at)
             if job is None:

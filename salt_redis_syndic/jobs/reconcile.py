@@ -25,18 +25,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol
+from typing import Callable, Mapping
 
-from ..runtime import Counters
+from ..runtime import Counters, FireBus
 from ..state.mom_ledger import MomLedger, OutboxJob
 from ..transport.stream import JobStream, stream_id_key
 from ..wire.codec import unpack
+from ..wire.tags import job_event_tag
 
 log = logging.getLogger(__name__)
-
-
-class Bus(Protocol):
-    def fire(self, data: Mapping[str, Any], tag: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -83,7 +80,7 @@ def due_subjob_resends(jobs: list[OutboxJob], acked: Callable[[str, str], set[st
 class JobReconciler:
     """Runs :func:`due_resends` every ``interval / 3`` and appends the entries it names."""
 
-    def __init__(self, ledger: MomLedger, stream: JobStream, interval: float, counters: Counters, bus: Bus,
+    def __init__(self, ledger: MomLedger, stream: JobStream, interval: float, counters: Counters, bus: FireBus,
                  addressed: Callable[[str], set[str] | None] = lambda jid: None) -> None:
         self.ledger = ledger
         self.stream = stream
@@ -113,5 +110,5 @@ class JobReconciler:
         for jid, _sub, dcs_missing in due:
             log.warning("redis_syndic: job %s: no acknowledgement from DC(s) %s and its stream entry is gone or "
                         "their ack was lost; appended again (DCs never run a jid twice)", jid, ", ".join(dcs_missing))
-            self.bus.fire({"jid": jid, "dcs": dcs_missing}, f"redis_syndic/job/{jid}/resent")
+            self.bus.fire({"jid": jid, "dcs": dcs_missing}, job_event_tag(jid, "resent"))
         return [jid for jid, _, _ in entries]

@@ -13,11 +13,11 @@ This module is pure: no I/O, no Salt.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Mapping
 
+from ..security.names import NAME_RE
+
 METADATA_KEY = "redis_syndic"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z", re.ASCII)
 MAX_DCS = 1000
 
 
@@ -44,7 +44,7 @@ def dcs_from_load(load: Mapping[str, Any]) -> tuple[str, ...] | None:
         value = [v.strip() for v in value.split(",")]
     if not isinstance(value, (list, tuple)) or not value or len(value) > MAX_DCS:
         raise BadTarget(f"metadata {METADATA_KEY}.dcs must be a non-empty list of DC names")
-    bad = [v for v in value if not isinstance(v, str) or not _NAME_RE.match(v)]
+    bad = [v for v in value if not isinstance(v, str) or not NAME_RE.match(v)]
     if bad:
         raise BadTarget(f"metadata {METADATA_KEY}.dcs holds invalid DC name(s) {', '.join(map(repr, bad[:5]))}")
     return tuple(sorted(set(value)))

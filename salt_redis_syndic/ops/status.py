@@ -8,6 +8,7 @@ from typing import Any
 
 from ..config import Settings, dc_keys_dir
 from ..errors import RejectedEntry
+from ..runtime import jid_time
 from ..security.dckeys import DcKeyring
 from ..state.ledger import ledger_file
 from ..state.mom_ledger import MomLedger
@@ -61,15 +62,6 @@ def dc_status(settings: Settings, now: float | None = None) -> dict[str, dict[st
                                      if k.startswith("rejected_")}
         out[name] = row
     return out
-
-
-def jid_time(jid: str, utc: bool = False) -> float | None:
-    """When Salt made ``jid`` (``%Y%m%d%H%M%S%f``, local time unless ``utc_jid``)."""
-    try:
-        when = datetime.strptime(jid[:20], "%Y%m%d%H%M%S%f")
-    except ValueError:
-        return None
-    return (when.replace(tzinfo=timezone.utc) if utc else when).timestamp()
 
 
 def job_report(settings: Settings, jid: str, utc_jid: bool = False) -> dict[str, Any]:

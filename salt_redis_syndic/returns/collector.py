@@ -19,14 +19,16 @@ from typing import Any, Protocol
 from ..config import Settings
 from ..errors import RejectedEntry
 from ..events.forwarding import may_fire_original, up_tag
-from ..jobs.publisher import Bus, entry_dcs, unpack_fields
+from ..jobs.publisher import entry_dcs, unpack_fields
 from ..jobs.reconcile import DcView, JobReconciler
 from ..runtime import Backoff, Counters, Gauges, RateLimitedLog
+from ..runtime import ListenBus as Bus  # the name the constructor uses
 from ..security.confidential import payload_keys
 from ..security.dckeys import DcKeyring
 from ..security.signing import Signer
 from ..state.deadletter import DeadLetters
 from ..state.mom_ledger import MomLedger
+from ..state.rejections import Rejections
 from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
 from ..transport.queue import UplinkQueue
@@ -35,6 +37,7 @@ from ..wire.announce import announced_key
 from ..wire.sealed import seal
 from ..wire.status import DcStatus, read_status
 from ..wire.subjobs import EXTENSION
+from ..wire.tags import dc_new_tag, job_event_tag
 from ..wire.uplink import Ack, Event, Return, read_batch
 from .barrier import Abandon, Announce, Overdue, ReleaseBarrier, Released, Store
 from .confirm import UplinkTracker
@@ -247,14 +250,14 @@ class Collector:
                 unknown = sorted(set(addressed) - self.known_dcs)
                 log.warning("redis_syndic: job %s is addressed to DC(s) %s that never sent a heartbeat (typo?)",
                             jid, ", ".join(unknown))
-                self.bus.fire({"jid": jid, "dcs": unknown}, f"redis_syndic/job/{jid}/unknown_dcs")
+                self.bus.fire({"jid": jid, "dcs": unknown}, job_event_tag(jid, "unknown_dcs"))
             known = self.known_dcs if addressed is None else self.known_dcs & set(addressed)
             down = sorted(known - self.live_dcs)
             if down:
                 # Named, not silently missing: the CLI will not wait for these DCs.
                 log.warning("redis_syndic: job %s published while DC(s) %s are down: their minions run it "
                             "when they are back (within job_ttl); the CLI does not wait for them", jid, ", ".join(down))
-                self.bus.fire({"jid": jid, "dcs": down}, f"redis_syndic/job/{jid}/dc_down")
+                self.bus.fire({"jid": jid, "dcs": down}, job_event_tag(jid, "dc_down"))
 
     def process(self, raw: bytes) -> None:
         batch = _Batch(raw)
@@ -326,11 +329,11 @@ class Collector:
             elif isinstance(action, Released):
                 minions = sorted({m for status, ms in self.ledger.acks(action.jid).values() if status == "published"
                                   for m in ms})
-                self.bus.fire({"jid": action.jid, "minions": minions}, f"redis_syndic/job/{action.jid}/released")
+                self.bus.fire({"jid": action.jid, "minions": minions}, job_event_tag(action.jid, "released"))
             elif isinstance(action, Overdue):
                 log.warning("redis_syndic: job %s: no acknowledgement from DC(s) %s within %.1fs; results may be incomplete",
                             action.jid, ", ".join(action.dcs), self.settings.ack_wait)
-                self.bus.fire({"jid": action.jid, "dcs": list(action.dcs)}, f"redis_syndic/job/{action.jid}/unacknowledged")
+                self.bus.fire({"jid": action.jid, "dcs": list(action.dcs)}, job_event_tag(action.jid, "unacknowledged"))
 
     def announce(self, jid: str, dc: str, sub: str | None = None) -> None:
         """``sub``: announce that sub-job's minions (a batch's sub-batch); None: the DC's whole list."""
@@ -340,15 +343,14 @@ class Collector:
             status, minions = self.ledger.ack_rows(jid).get(dc, {}).get(sub, merged)
         if status == "published":
             # The event first: the waiting CLI extends its expected set from it.
-            self.bus.fire({"jid": jid, "minions": minions, "missing": [], "syndic_id": dc},
-                          f"syndic/{dc}/salt/job/{jid}/new")
+            self.bus.fire({"jid": jid, "minions": minions, "missing": [], "syndic_id": dc}, dc_new_tag(dc, jid))
             if merged[1]:  # the job cache keeps one list per DC: all its sub-jobs' minions
                 self.cache.store_minions(jid, merged[1], dc)
                 self.cache.note_dc_minions(jid, dc, merged[1])
             return
         log.warning("redis_syndic: job %s was not run on DC %s: %s", jid, dc, status)
         self.counters.inc(f"jobs_{status}")
-        self.bus.fire({"jid": jid, "dc": dc, "status": status}, f"redis_syndic/job/{jid}/{status}/{dc}")
+        self.bus.fire({"jid": jid, "dc": dc, "status": status}, job_event_tag(jid, status, dc))
 
     def fire_forwarded(self, event: Event) -> None:
         """A DC's forwarded event: on this bus under a tag naming the DC (and the original tag if allowed)."""
@@ -376,11 +378,9 @@ class Collector:
         self.counters.inc("returns_stored")
 
     def reject(self, what: str, rej: RejectedEntry, raw: Any) -> None:
-        self.counters.inc(f"rejected_{rej.reason}")
-        log.error("redis_syndic: rejected uplink %s: %s (dead-lettered)", what, rej)
-        self.deadletters.add(source=f"mom:{self.settings.master_id}", entry_id="", reason=rej.reason, detail=rej.detail,
-                             raw={"raw": raw} if isinstance(raw, bytes) else raw)
-        self.bus.fire({"what": what, "reason": rej.reason, "detail": rej.detail}, f"redis_syndic/rejected/{rej.reason}")
+        Rejections(self.counters, self.deadletters, self.bus.fire, self._rl, f"mom:{self.settings.master_id}").reject(
+            rej, raw, {"what": what}, log_key=f"reject:{what}:{rej.reason}",
+            msg="redis_syndic: rejected uplink %s: %s (dead-lettered)", args=(what, rej))
 
     def _done(self, batch: _Batch) -> None:
         # Once per batch: its last return may be stored while process() still holds it.

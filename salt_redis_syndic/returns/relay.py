@@ -20,16 +20,13 @@ Pure: no I/O, no Salt.
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any, Callable, Iterable, Mapping
 
 from ..config import Settings
 from ..wire.codec import MINION_RE
+from ..wire.tags import DC_NEW_TAG, RELEASED_TAG
 from ..wire.uplink import Ack
-
-DC_NEW_TAG = re.compile(r"^syndic/[^/]+/salt/job/(\d{20}[0-9A-Za-z_]*)/new$")
-RELEASED_TAG = re.compile(r"^redis_syndic/job/(\d{20}[0-9A-Za-z_]*)/released$")
 
 
 def ack_extensions(events: Iterable[Mapping[str, Any]], settings: Settings,
@@ -45,7 +42,7 @@ def ack_extensions(events: Iterable[Mapping[str, Any]], settings: Settings,
         match = new or released
         if not match or not isinstance(data, dict):
             continue
-        jid = match.group(1)
+        jid = match.group("jid")
         origin = origin_of(jid)
         if not origin or origin == settings.master_id:
             continue  # a job of this master's own CLI: nothing to tell above

@@ -12,7 +12,6 @@ so batches Redis loses are pushed again.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from typing import Any, Callable, Iterable, Mapping, Protocol
@@ -20,10 +19,12 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 from ..config import Settings, destinations
 from ..errors import RejectedEntry
 from ..runtime import Backoff, Counters, Gauges, RateLimitedLog
+from ..runtime import FireBus as Bus  # the name the constructor uses
 from ..security.confidential import load_payload_key
 from ..security.signing import Signer, Verifier
 from ..state.deadletter import DeadLetters
 from ..state.ledger import DcLedger
+from ..state.rejections import Rejections
 from ..state.spool import Spool, SpoolFile
 from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
@@ -31,12 +32,12 @@ from ..transport.stream import JobStream, id_millis
 from ..wire.confirm import read_confirm
 from ..wire.sealed import seal, wrap
 from ..wire.status import DcStatus
+from ..wire.tags import RET_TAG
 from ..wire.uplink import batch_aad, encode_batch, is_trimmed
 from .confirm import ResendPlanner
 
 log = logging.getLogger(__name__)
 
-RET_TAG = re.compile(r"^salt/job/(\d{20}[0-9A-Za-z_]*)/ret/([^/]+)$")
 TRIMMED_WAIT = 30.0  # seconds to wait for the job cache to hold a return trimmed on the bus
 
 
@@ -55,7 +56,7 @@ def returns_to_spool(events: Iterable[Mapping[str, Any]], settings: Settings,
         data = event.get("data")
         if not match or not isinstance(data, dict):
             continue
-        jid, minion = match.groups()
+        jid, minion = match.group("jid", "minion")
         mom = origin_of(jid) or data.get("master_id")
         if not isinstance(mom, str) or not mom or mom == settings.master_id:
             continue
@@ -73,10 +74,6 @@ def returns_to_spool(events: Iterable[Mapping[str, Any]], settings: Settings,
 
 class ReturnLookup(Protocol):
     def get_return(self, jid: str, minion: str) -> dict[str, Any] | None: ...
-
-
-class Bus(Protocol):
-    def fire(self, data: Mapping[str, Any], tag: str) -> bool: ...
 
 
 class SpoolWatch:
@@ -265,14 +262,10 @@ class Shipper:
             self._fire({"dc": self.dc, "batches": dropped}, f"redis_syndic/uplink/{self.dc}/dropped")
 
     def _reject_confirm(self, mom: str, rej: RejectedEntry, raw: bytes) -> None:
-        self.counters.inc(f"rejected_{rej.reason}")
-        self._rl.log(logging.ERROR, f"confirm:{mom}", "redis_syndic: rejected the confirmation of MoM %s on DC %s: %s "
-                     "(dead-lettered; unconfirmed batches are kept)", mom, self.dc, rej)
-        if self.deadletters is not None:
-            self.deadletters.add(source=f"dc:{self.dc}", entry_id=self.keys.confirm(mom, self.dc), reason=rej.reason,
-                                 detail=rej.detail, raw={"raw": raw})
-        self._fire({"what": "confirm", "mom": mom, "reason": rej.reason, "detail": rej.detail},
-                   f"redis_syndic/rejected/{rej.reason}")
+        Rejections(self.counters, self.deadletters, self._fire, self._rl, f"dc:{self.dc}").reject(
+            rej, raw, {"what": "confirm", "mom": mom}, log_key=f"confirm:{mom}", entry_id=self.keys.confirm(mom, self.dc),
+            msg="redis_syndic: rejected the confirmation of MoM %s on DC %s: %s "
+                "(dead-lettered; unconfirmed batches are kept)", args=(mom, self.dc, rej))
 
     def _complete(self, messages: list[dict[str, Any]]) -> bool:
         """Replace trimmed returns by the whole return from the job cache (False: not there yet)."""

@@ -8,7 +8,6 @@ the installed Salt release.  Objects are created inside the engine process that 
 
 from __future__ import annotations
 
-import datetime
 import logging
 import os
 import time
@@ -21,6 +20,7 @@ import salt.utils.event
 import salt.utils.job
 
 from ..errors import RedisSyndicError
+from ..runtime import jid_time
 
 log = logging.getLogger(__name__)
 
@@ -184,17 +184,6 @@ def _scandir(path: str) -> list[os.DirEntry[str]]:
         return [e for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
     except OSError:
         return []
-
-
-def jid_time(jid: str, utc: bool) -> float | None:
-    """Epoch seconds a jid was generated at (``salt.utils.jid.gen_jid``: local time unless ``utc_jid``)."""
-    try:
-        moment = datetime.datetime.strptime(jid[:20], "%Y%m%d%H%M%S%f")
-    except ValueError:
-        return None
-    if utc:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.timestamp()
 
 
 def accepted_minion_count(opts: Mapping[str, Any]) -> int:

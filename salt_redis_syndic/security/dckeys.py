@@ -14,7 +14,6 @@ A key announced through Redis is never trusted by itself: Redis is transport, no
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import dataclass
 from typing import Mapping
@@ -24,10 +23,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..errors import ConfigError, RejectedEntry
 from ..runtime import write_atomic
+from .names import NAME_RE
 from .signing import key_id, load_public, public_pem
 
 STATES = ("accepted", "pending", "rejected")
-_DC_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class DcKeyring:
         self.reload_interval = reload_interval
         self._preseed: dict[str, Ed25519PublicKey] = {}
         for dc, spec in (preseed or {}).items():
-            if not _DC_RE.match(str(dc)):
+            if not NAME_RE.match(str(dc)):
                 raise ConfigError("dc_keys", f"{dc!r} is not a DC name")
             self._preseed[str(dc)] = load_public(spec, option="dc_keys")
         self._by_kid: dict[str, tuple[str, Ed25519PublicKey]] = {}
@@ -52,7 +51,7 @@ class DcKeyring:
 
     # -- files ------------------------------------------------------------------------------
     def _path(self, state: str, dc: str) -> str:
-        if state not in STATES or not _DC_RE.match(dc):
+        if state not in STATES or not NAME_RE.match(dc):
             raise ValueError(f"bad key state or DC name: {state!r}, {dc!r}")
         return os.path.join(self.directory, state, f"{dc}.pub")
 
@@ -76,7 +75,7 @@ class DcKeyring:
     def _names(self, state: str) -> list[str]:
         try:
             return sorted(n[:-4] for n in os.listdir(os.path.join(self.directory, state))
-                          if n.endswith(".pub") and _DC_RE.match(n[:-4]))
+                          if n.endswith(".pub") and NAME_RE.match(n[:-4]))
         except FileNotFoundError:
             return []
 
@@ -124,7 +123,7 @@ class DcKeyring:
     # -- announcements and operator actions -------------------------------------------------
     def note_announced(self, dc: str, pem: str) -> bool:
         """Record a key a DC announced through Redis as pending.  True if it is new."""
-        if not _DC_RE.match(dc):
+        if not NAME_RE.match(dc):
             return False
         try:
             key = load_public(pem, option="dc_keys")

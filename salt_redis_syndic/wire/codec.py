@@ -22,7 +22,6 @@ T = TypeVar("T")
 VERSION = 1
 # ASCII-only and anchored with \Z: ``$`` would accept a trailing newline, ``\d`` any Unicode digit.
 JID_RE = re.compile(r"^[0-9]{20}[0-9A-Za-z_]{0,24}\Z", re.ASCII)
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z", re.ASCII)
 # Salt minion ids: anything printable without path separators or NUL (salt.utils.verify.valid_id).
 MINION_RE = re.compile(r"^[^/\\\x00]{1,255}\Z")
 # Forwarded event tags: printable, no NUL or control characters, bounded.

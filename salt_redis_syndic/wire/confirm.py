@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import RejectedEntry
+from ..security.names import NAME_RE
 from ..security.signing import Verifier
-from .codec import NAME_RE, VERSION, boundary, number, pack, require, text, unpack
+from .codec import VERSION, boundary, number, pack, require, text, unpack
 from .sealed import unseal
 
 MAX_TAKEN = 5000  # seqs listed above done_upto; more is a MoM holding many batches (bounded, not exact)

@@ -14,8 +14,21 @@ from typing import Any, Mapping
 
 from ..errors import RejectedEntry
 from ..security.confidential import PayloadKey
+from ..security.names import NAME_RE
 from ..security.signing import Signer, Verifier
-from .codec import JID_RE, NAME_RE, TAG_RE, VERSION, boundary, brief, names, number, pack, require, text, unpack
+from .codec import (
+    JID_RE,
+    TAG_RE,
+    VERSION,
+    boundary,
+    brief,
+    names,
+    number,
+    pack,
+    require,
+    text,
+    unpack,
+)
 from .sealed import unwrap, wrap
 
 # Fields of the publish load that are forwarded to the DC master's LocalClient.pub.

@@ -9,8 +9,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..security.names import NAME_RE
 from ..security.signing import Verifier
-from .codec import MINION_RE, NAME_RE, VERSION, boundary, brief, number, pack, require, text, versioned
+from .codec import (
+    MINION_RE,
+    VERSION,
+    boundary,
+    brief,
+    number,
+    pack,
+    require,
+    text,
+    versioned,
+)
 from .sealed import unseal
 
 ACTIONS = ("accept", "reject", "delete")

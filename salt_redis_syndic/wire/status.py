@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import RejectedEntry
-from .codec import NAME_RE, VERSION, boundary, count, number, pack, require, text, unpack
+from ..security.names import NAME_RE
+from .codec import VERSION, boundary, count, number, pack, require, text, unpack
 from .sealed import Keyring, open_sealed
 
 

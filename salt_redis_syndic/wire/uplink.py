@@ -14,10 +14,10 @@ from typing import Any, Mapping
 
 from ..errors import RejectedEntry
 from ..security.confidential import PayloadKey
+from ..security.names import NAME_RE
 from .codec import (
     JID_RE,
     MINION_RE,
-    NAME_RE,
     TAG_RE,
     VERSION,
     boundary,
