@@ -102,3 +102,28 @@ def sentinel_setup(redis_server_factory: RedisFactory, tmp_path: Path, sentinel_
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+# Modules that take minutes (labs of real daemons, long jobs), longest first. With two xdist
+# workers and ``--dist loadfile`` a module is handed to the next free worker in collection
+# order: starting the long ones first keeps one worker from finishing alone with the longest.
+LONG_MODULES = (
+    "tests/integration/test_conformance.py",
+    "tests/integration/test_reconciliation.py",
+    "tests/integration/test_long_jobs.py",
+    "tests/integration/test_faults.py",
+    "tests/integration/test_redis_restart.py",
+    "tests/integration/test_batch.py",
+    "tests/integration/test_bridge.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(LONG_MODULES)}
+    root = Path(str(config.rootpath))
+
+    def key(item: pytest.Item) -> int:
+        rel = Path(str(item.path)).relative_to(root).as_posix() if str(item.path).startswith(str(root)) else ""
+        return rank.get(rel, len(LONG_MODULES))
+
+    items.sort(key=key)  # stable: the order inside a module and among the others is kept
