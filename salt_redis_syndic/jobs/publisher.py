@@ -212,7 +212,7 @@ class JobPublisher:
         if addressed is not None:
             whys = {m: findjob.not_addressed_why(asked_jid, m, dc, addressed)
                     for m, dc in findjob.unaddressed(minions, owners, addressed).items()}
-        acks = self.ledger.fresh_acks(asked_jid)
+        acks = self.ledger.settled_acks(asked_jid)
         for minion, dc in findjob.untargeted([m for m in minions if m not in whys], owners, acks).items():
             whys[minion] = findjob.not_targeted_why(asked_jid, minion, dc, acks[dc][0])
         for minion, why in whys.items():

@@ -205,9 +205,19 @@ class MomLedger:
             rows.setdefault(dc, {})[sub] = (status, json.loads(m))
         return rows
 
-    def fresh_acks(self, jid: str) -> dict[str, tuple[str, list[str]]]:
-        """Like :meth:`acks`, read from the database: for a reader whose cache another instance fills."""
-        return {dc: merge_acks(subs.values()) for dc, subs in self._read_ack_rows(jid).items()}
+    def settled_acks(self, jid: str) -> dict[str, tuple[str, list[str]]]:
+        """Like :meth:`acks`, read from the database, for the DCs that acknowledged every sub-job sent.
+
+        A batch sends sub-jobs one after the other: until a DC acknowledged the latest, its list
+        is not final. Read from the database: for a reader whose cache another instance fills.
+        """
+        sent = [row[0] for row in self._db.execute("SELECT sub FROM outbox WHERE jid=?", (jid,))]
+        out = {}
+        for dc, subs in self._read_ack_rows(jid).items():
+            acked = set(subs) - {EXTENSION}
+            if all(covers(acked, sub) for sub in sent):
+                out[dc] = merge_acks(subs.values())
+        return out
 
     def acked_dcs(self, jid: str, sub: str) -> set[str]:
         """The DCs that acknowledged sub-job ``sub`` of ``jid`` (a whole-jid ack counts for every sub-job)."""

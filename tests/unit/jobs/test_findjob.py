@@ -13,6 +13,7 @@ from salt_redis_syndic.jobs import findjob
 from salt_redis_syndic.config import load_settings
 from salt_redis_syndic.wire.codec import pack
 from salt_redis_syndic.wire.jobs import encode_job
+from salt_redis_syndic.wire.subjobs import job_identity
 from salt_redis_syndic.state.mom_ledger import MomLedger
 from salt_redis_syndic.jobs.publisher import JobPublisher
 from salt_redis_syndic.runtime import Counters
@@ -75,7 +76,7 @@ def publisher(tmp_path: Any, owners: Any) -> tuple[JobPublisher, FakeBus]:
 def record(pub: JobPublisher, load: dict[str, Any]) -> None:
     job = pub.job_from_event(f"salt/job/{load['jid']}/publish", load)
     assert job is not None
-    pub.ledger.add_outbox([(job.jid, pack(encode_job(job, MOM_KEY, {})), job.expires_at)])
+    pub.ledger.add_outbox([(job.jid, pack(encode_job(job, MOM_KEY, {})), job.expires_at, job_identity(job.load))])
 
 
 def test_publisher_answers_for_minions_of_dcs_the_job_was_not_sent_to(tmp_path: Any) -> None:
@@ -114,6 +115,25 @@ def test_publisher_answers_for_minions_their_dc_did_not_target(tmp_path: Any) ->
     pub.answer_find_job(find)
     assert [t for t, _ in bus.events] == [f"salt/job/{FIND}/ret/e2"]
     assert "without targeting e2" in bus.events[0][1]["redis_syndic"]
+
+
+def test_publisher_waits_for_the_ack_of_every_sub_batch_sent(tmp_path: Any) -> None:
+    """Batch mode: a DC's list is final only once it acknowledged every sub-job the MoM sent."""
+    owners = {"e1": "east", "e2": "east"}
+    pub, bus = publisher(tmp_path, lambda ms: {m: owners.get(m) for m in ms})
+    first = {"fun": "test.sleep", "arg": [60], "tgt": ["e1"], "tgt_type": "list", "jid": JOB, "ret": "", "user": "root"}
+    second = {**first, "tgt": ["e2"]}
+    record(pub, first)
+    record(pub, second)
+    collector_view = MomLedger(str(tmp_path / "mom.sqlite"))
+    collector_view.record_ack(JOB, "east", "published", ["e1"], sub=job_identity(first))
+    find = pub.job_from_event(f"salt/job/{FIND}/publish", find_load(["e2"]))
+    assert find is not None
+    pub.answer_find_job(find)
+    assert bus.events == []  # east has not acknowledged the second sub-batch: e2 may be running it
+    collector_view.record_ack(JOB, "east", "published", ["e2"], sub=job_identity(second))
+    pub.answer_find_job(find)
+    assert bus.events == []  # e2 is in east's list now: it is Salt's to ask
 
 
 def test_publisher_without_mirrors_never_answers(tmp_path: Any) -> None:
