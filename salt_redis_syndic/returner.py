@@ -36,6 +36,11 @@ def _setup(opts: Mapping[str, Any]) -> tuple[Settings, Spool, DcLedger, EventFor
     return _cache[key]
 
 
+def forget_setup() -> None:
+    """Drop the settings, spool and ledger kept for the current opts: the next batch builds them again."""
+    _cache.clear()
+
+
 def event_return(events: Iterable[Mapping[str, Any]], opts: Mapping[str, Any]) -> None:
     """Spool bridged returns.  Never raises: EventReturn drops the whole batch if we do."""
     try:

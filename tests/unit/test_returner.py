@@ -38,9 +38,9 @@ def spooled(opts: dict[str, Any]) -> list[dict[str, Any]]:
 @pytest.fixture(autouse=True)
 def fresh_cache():
     """The returner keeps its settings per opts object; each test starts without them."""
-    returner._cache.clear()
+    returner.forget_setup()
     yield
-    returner._cache.clear()
+    returner.forget_setup()
 
 
 def test_returns_of_a_bridged_job_are_spooled_for_its_mom(tmp_path):
