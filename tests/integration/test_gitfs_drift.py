@@ -11,7 +11,6 @@ mapping would otherwise also expose ``master`` as a saltenv of its own.)
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,20 +20,12 @@ import pytest
 
 from lab import Lab, wait_until
 
+from support.gitrepo import GIT_ENV, git
+
 pytestmark = pytest.mark.integration
 
 DCS = ("east", "west")
 FAST = {"estate_interval": 1, "drift_interval": 1}
-GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_NOSYSTEM": "1",
-           "HOME": "/nonexistent"}
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=GIT_ENV)
-    return done.stdout.strip()
-
-
 class Upstream:
     """The bare repository every master's gitfs fetches, and a clone to push commits from."""
 

@@ -10,8 +10,6 @@ the master fetches it.
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +27,9 @@ from salt_redis_syndic.estate.drift import (
 from salt_redis_syndic.estate.gitrevs import NOT_CLONED, GitRevisions
 from salt_redis_syndic.estate.records import FileSet, decode_fileset
 
+from support.gitrepo import git
+
 pytestmark = pytest.mark.unit
-
-GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_NOSYSTEM": "1",
-           "HOME": "/nonexistent"}
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=GIT_ENV)
-    return done.stdout.strip()
-
 
 def commit(repo: Path, path: str, text: str) -> str:
     (repo / path).parent.mkdir(parents=True, exist_ok=True)
