@@ -20,7 +20,7 @@ from ..config import Settings
 from ..errors import RejectedEntry
 from ..events.forwarding import may_fire_original, up_tag
 from ..jobs.publisher import entry_dcs, unpack_fields
-from ..jobs.reconcile import DcView, JobReconciler
+from ..jobs.reconcile import JobReconciler
 from ..runtime import Backoff, Counters, Gauges, RateLimitedLog
 from ..runtime import ListenBus as Bus  # the name the constructor uses
 from ..security.confidential import payload_keys
@@ -35,12 +35,13 @@ from ..transport.queue import UplinkQueue
 from ..transport.stream import JobStream
 from ..wire.announce import announced_key
 from ..wire.sealed import seal
-from ..wire.status import DcStatus, read_status
+from ..wire.status import read_status
 from ..wire.subjobs import EXTENSION
 from ..wire.tags import dc_new_tag, job_event_tag
 from ..wire.uplink import Ack, Event, Return, read_batch
 from .barrier import Abandon, Announce, Overdue, ReleaseBarrier, Released, Store
 from .confirm import UplinkTracker
+from .liveness import Change, DcDown, DcUp, Liveness, SpoolGrowing
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,8 @@ class Collector:
         self.keyring = keyring
         self.signer = signer  # signs uplink confirmations (none: DCs keep their copies until resend_window)
         self.tracker = UplinkTracker(settings.master_id, ledger.uplink_seqs())
-        self.statuses: dict[str, DcStatus] = {}
-        self.first_seen: dict[str, float] = {}
+        self.liveness = Liveness(settings.dc_timeout)
         self.reconciler: JobReconciler | None = None
-        self._next_confirm = 0.0
-        self._next_full_confirm = 0.0
         self.payload_keys = payload_keys(settings.dc_payload_keys, "dc_payload_keys")
         self.settings = settings
         self.bus = bus
@@ -99,9 +97,6 @@ class Collector:
         self.barrier: ReleaseBarrier[_HeldReturn] = ReleaseBarrier(settings.ack_wait, hold_max=settings.hold_max,
                                                                    report_release=settings.relay)
         self.gauges = gauges or Gauges()
-        self.live_dcs: set[str] = set()
-        self.known_dcs: set[str] = set()
-        self.spool_growing: set[str] = set()
         self._next_status = self._next_prune = 0.0
         self._rl = RateLimitedLog(log)
         self._queue = uplink  # this MoM's uplink list (None: run() opens it on its own connection)
@@ -137,6 +132,24 @@ class Collector:
                              self.settings.redis.safe_url, describe_error(err))
                 self.stop.wait(backoff.next())
 
+    @property
+    def live_dcs(self) -> set[str]:
+        """The DCs whose heartbeat is recent (:class:`~.liveness.Liveness`)."""
+        return self.liveness.live
+
+    @live_dcs.setter
+    def live_dcs(self, dcs: set[str]) -> None:
+        self.liveness.live = set(dcs)
+
+    @property
+    def known_dcs(self) -> set[str]:
+        """Every DC registered in the DC set, live or not."""
+        return self.liveness.known
+
+    @known_dcs.setter
+    def known_dcs(self, dcs: set[str]) -> None:
+        self.liveness.known = set(dcs)
+
     # -- inputs ----------------------------------------------------------------------------
     def refresh_live_dcs(self, client: Any, force: bool = False) -> None:
         """Read every DC's status record (at most once a second unless ``force``): liveness, spool alarms, gauges."""
@@ -148,35 +161,23 @@ class Collector:
         names = sorted(n.decode() if isinstance(n, bytes) else n for n in client.smembers(self.keys.dcs))
         raws = client.mget([self.keys.status(n) for n in names]) if names else []
         self.gauges.set("uplink_backlog", client.llen(self.keys.uplink(self.settings.master_id)))
-        live = set()
+        statuses = {}
         for name, raw in zip(names, raws):
             if raw is None:
                 continue
             try:
-                status = read_status(raw, self.keyring, name)
+                statuses[name] = read_status(raw, self.keyring, name)
             except RejectedEntry as rej:
                 if rej.reason == "unknown_key":
                     self.check_announced_key(client, name)
-                continue
-            age = max(0.0, now - status.last_seen)
-            alive = age <= self.settings.dc_timeout
-            self.gauges.set("dc_alive", 1 if alive else 0, dc=name)
-            self.gauges.set("dc_last_seen_seconds", round(age, 3), dc=name)
-            if alive:
-                live.add(name)
-                self.watch_spool(name, status)
-                self.statuses[name] = status
-                if name not in self.first_seen:
-                    self.first_seen[name] = self.ledger.note_dc(name, now)
-        for dc in sorted(live - self.live_dcs):
-            log.info("redis_syndic: DC %s is up", dc)
-            self.bus.fire({"dc": dc, "state": "up"}, f"redis_syndic/dc/{dc}/up")
-        for dc in sorted(self.live_dcs - live):
-            log.warning("redis_syndic: DC %s stopped sending heartbeats (down)", dc)
-            self.bus.fire({"dc": dc, "state": "down"}, f"redis_syndic/dc/{dc}/down")
-        self.live_dcs = live
-        self.known_dcs = set(names)
-        self.gauges.set("live_dcs", len(live))
+        look = self.liveness.look(now, names, statuses)
+        for dc in look.first_seen:
+            self.liveness.note_first_seen(dc, self.ledger.note_dc(dc, now))
+        for dc, age in look.ages.items():
+            self.gauges.set("dc_alive", 1 if dc in self.liveness.live else 0, dc=dc)
+            self.gauges.set("dc_last_seen_seconds", round(age, 3), dc=dc)
+        self.announce_changes(look.changes)
+        self.gauges.set("live_dcs", len(self.liveness.live))
         self.gauges.set("held_returns", self.barrier.held_count())
 
     def addressed(self, jid: str) -> set[str] | None:
@@ -189,16 +190,10 @@ class Collector:
     def reconcile(self, client: Any, now: float, confirm_now: bool = False) -> None:
         """Re-append jobs live DCs lack; publish what this MoM has of each DC's batches (once a second unless ``confirm_now``)."""
         if self.reconciler is not None:
-            views = {dc: DcView(self.statuses[dc].cursor, self.statuses[dc].spool_depth, self.first_seen[dc])
-                     for dc in self.live_dcs if dc in self.statuses and dc in self.first_seen}
-            self.reconciler.tick(views, now)
-        if self.signer is None or (now < self._next_confirm and not confirm_now):
+            self.reconciler.tick(self.liveness.views(), now)
+        if self.signer is None:
             return
-        self._next_confirm = now + 1.0
-        full = now >= self._next_full_confirm  # a periodic rewrite also restores a confirmation Redis lost
-        if full:
-            self._next_full_confirm = now + 5.0
-        confirms = self.tracker.confirms(now, all_dcs=full)
+        confirms = self.tracker.due(now, force=confirm_now)
         if not confirms:
             return
         pipe = client.pipeline(transaction=False)
@@ -209,19 +204,24 @@ class Collector:
         for confirm in confirms:
             self.ledger.save_uplink_seq(confirm.dc, confirm.done_upto, confirm.max_seen)
 
-    def watch_spool(self, dc: str, status: DcStatus) -> None:
-        """``redis_syndic/dc/<dc>/spool_growing`` once a DC's spool reaches its threshold, ``.../spool_drained`` at 0."""
-        growing = status.spool_growing or 0 < status.spool_warn_depth <= status.spool_depth
-        if growing and dc not in self.spool_growing:
-            self.spool_growing.add(dc)
-            log.warning("redis_syndic: DC %s spool holds %d file(s) (threshold %d): its returns are delayed",
-                        dc, status.spool_depth, status.spool_warn_depth)
-            self.bus.fire({"dc": dc, "spool_depth": status.spool_depth, "spool_warn_depth": status.spool_warn_depth},
-                          f"redis_syndic/dc/{dc}/spool_growing")
-        elif dc in self.spool_growing and not status.spool_growing and status.spool_depth == 0:
-            self.spool_growing.discard(dc)
-            log.info("redis_syndic: DC %s spool drained", dc)
-            self.bus.fire({"dc": dc, "spool_depth": 0}, f"redis_syndic/dc/{dc}/spool_drained")
+    def announce_changes(self, changes: list[Change]) -> None:
+        """Log and fire what changed among the DCs: up, down, a spool growing or drained."""
+        for change in changes:
+            dc = change.dc
+            if isinstance(change, DcUp):
+                log.info("redis_syndic: DC %s is up", dc)
+                self.bus.fire({"dc": dc, "state": "up"}, f"redis_syndic/dc/{dc}/up")
+            elif isinstance(change, DcDown):
+                log.warning("redis_syndic: DC %s stopped sending heartbeats (down)", dc)
+                self.bus.fire({"dc": dc, "state": "down"}, f"redis_syndic/dc/{dc}/down")
+            elif isinstance(change, SpoolGrowing):
+                log.warning("redis_syndic: DC %s spool holds %d file(s) (threshold %d): its returns are delayed",
+                            dc, change.depth, change.warn_depth)
+                self.bus.fire({"dc": dc, "spool_depth": change.depth, "spool_warn_depth": change.warn_depth},
+                              f"redis_syndic/dc/{dc}/spool_growing")
+            else:
+                log.info("redis_syndic: DC %s spool drained", dc)
+                self.bus.fire({"dc": dc, "spool_depth": 0}, f"redis_syndic/dc/{dc}/spool_drained")
 
     def check_announced_key(self, client: Any, dc: str) -> None:
         """A DC whose key is not accepted: record its announced key as pending, once, loudly."""
@@ -244,20 +244,17 @@ class Collector:
             sub = rest[1] if len(rest) > 1 and rest[1] else None  # a batch: each sub-batch is a round
             self.ledger.record_published(jid, expires_at)
             # Only the DCs a job is addressed to are waited for (the others never see it).
-            live = self.live_dcs if addressed is None else self.live_dcs & set(addressed)
-            self.execute(self.barrier.published(jid, live, now, sub))
-            if addressed is not None and set(addressed) - self.known_dcs:
-                unknown = sorted(set(addressed) - self.known_dcs)
+            dcs = self.liveness.for_job(addressed)
+            self.execute(self.barrier.published(jid, dcs.wait_for, now, sub))
+            if dcs.unknown:
                 log.warning("redis_syndic: job %s is addressed to DC(s) %s that never sent a heartbeat (typo?)",
-                            jid, ", ".join(unknown))
-                self.bus.fire({"jid": jid, "dcs": unknown}, job_event_tag(jid, "unknown_dcs"))
-            known = self.known_dcs if addressed is None else self.known_dcs & set(addressed)
-            down = sorted(known - self.live_dcs)
-            if down:
+                            jid, ", ".join(dcs.unknown))
+                self.bus.fire({"jid": jid, "dcs": dcs.unknown}, job_event_tag(jid, "unknown_dcs"))
+            if dcs.down:
                 # Named, not silently missing: the CLI will not wait for these DCs.
                 log.warning("redis_syndic: job %s published while DC(s) %s are down: their minions run it "
-                            "when they are back (within job_ttl); the CLI does not wait for them", jid, ", ".join(down))
-                self.bus.fire({"jid": jid, "dcs": down}, job_event_tag(jid, "dc_down"))
+                            "when they are back (within job_ttl); the CLI does not wait for them", jid, ", ".join(dcs.down))
+                self.bus.fire({"jid": jid, "dcs": dcs.down}, job_event_tag(jid, "dc_down"))
 
     def process(self, raw: bytes) -> None:
         batch = _Batch(raw)
