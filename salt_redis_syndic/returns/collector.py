@@ -5,6 +5,13 @@ Batches are taken with the reliable-queue pattern.  Acks become
 ``store_job`` (event + job cache) exactly like native returns, once per (jid, minion), and only
 for minions the DC said it targeted.  The release barrier (:mod:`.barrier`) makes the CLI know
 every DC's list before it sees any return.
+
+This is the loop that does the I/O: it takes batches from the uplink list, reads status
+records and the ledger, stores through the job cache, fires on the bus and writes
+confirmations.  What to do is decided elsewhere, without I/O: :mod:`.liveness` (which DCs are
+live), :mod:`.ingest` (each message of a batch, and when a batch is finished),
+:mod:`.barrier` (when to announce and store), :mod:`.announcement` (what a DC's list says),
+:mod:`.storing` (whether a return is stored), :mod:`.confirm` (the confirmations).
 """
 
 from __future__ import annotations
@@ -13,12 +20,10 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..config import Settings
 from ..errors import RejectedEntry
-from ..events.forwarding import may_fire_original, up_tag
 from ..jobs.publisher import entry_dcs, unpack_fields
 from ..jobs.reconcile import JobReconciler
 from ..runtime import Backoff, Counters, Gauges, RateLimitedLog
@@ -36,39 +41,22 @@ from ..transport.stream import JobStream
 from ..wire.announce import announced_key
 from ..wire.sealed import seal
 from ..wire.status import read_status
-from ..wire.subjobs import EXTENSION
-from ..wire.tags import dc_new_tag, job_event_tag
+from ..wire.tags import job_event_tag
 from ..wire.uplink import Ack, Event, Return, read_batch
+from .announcement import ListOut, announcement, released_minions
 from .barrier import Abandon, Announce, Overdue, ReleaseBarrier, Released, Store
 from .confirm import UplinkTracker
+from .ingest import Batch, HeldReturn, Ingest, LedgerFacts, forwarded
 from .liveness import Change, DcDown, DcUp, Liveness, SpoolGrowing
+from .storing import Duplicate, Refuse, never_acked, verdict
 
 log = logging.getLogger(__name__)
-
 
 
 class Cache(Protocol):
     def store_job(self, load: dict[str, Any], bus: Any) -> None: ...
     def store_minions(self, jid: str, minions: list[str], dc: str) -> None: ...
     def note_dc_minions(self, jid: str, dc: str, minions: list[str]) -> None: ...
-
-
-
-@dataclass
-class _Batch:
-    """An uplink item being processed: removed from the in-flight list when nothing is left."""
-
-    raw: bytes
-    remaining: int = 0
-    finished: bool = False
-    dc: str = ""
-    seq: int | None = None  # the DC's number for this batch, once its signature is verified
-
-
-@dataclass
-class _HeldReturn:
-    ret: Return
-    batch: _Batch = field(repr=False)
 
 
 class Collector:
@@ -94,8 +82,9 @@ class Collector:
         self.stop = stop
         self.keys = Keys(settings.namespace)
         # relay (a middle master): tell the DC side above when a job's lists are all out.
-        self.barrier: ReleaseBarrier[_HeldReturn] = ReleaseBarrier(settings.ack_wait, hold_max=settings.hold_max,
-                                                                   report_release=settings.relay)
+        self.barrier: ReleaseBarrier[HeldReturn] = ReleaseBarrier(settings.ack_wait, hold_max=settings.hold_max,
+                                                                  report_release=settings.relay)
+        self.ingest = Ingest(self.barrier)
         self.gauges = gauges or Gauges()
         self._next_status = self._next_prune = 0.0
         self._rl = RateLimitedLog(log)
@@ -257,17 +246,16 @@ class Collector:
                 self.bus.fire({"jid": jid, "dcs": dcs.down}, job_event_tag(jid, "dc_down"))
 
     def process(self, raw: bytes) -> None:
-        batch = _Batch(raw)
         try:
             decoded = read_batch(raw, self.keyring, self.payload_keys, self.settings.max_entry_bytes)
-            signer_dc = decoded.dc
         except RejectedEntry as rej:
             self.reject("batch", rej, raw)
-            self._done(batch)
+            self._done(Batch(raw))
             return
+        batch = Batch(raw)
         if decoded.seq is not None:
-            batch.dc, batch.seq = signer_dc, decoded.seq
-            self.tracker.taken(signer_dc, decoded.seq)
+            batch.dc, batch.seq = decoded.dc, decoded.seq
+            self.tracker.taken(decoded.dc, decoded.seq)
         for rej, raw_msg in decoded.rejected:
             self.reject("message", rej, raw_msg)
         self.drain_published()  # a job published a moment ago must be known before its first ack
@@ -276,33 +264,23 @@ class Collector:
         for msg in decoded.messages:
             if isinstance(msg, Event):
                 self.fire_forwarded(msg)
-                continue
-            acked = self._acks_before(msg.jid)
-            live = self.live_dcs if acked is None or self.ledger.published_at(msg.jid) is not None else {msg.dc}
-            if isinstance(msg, Ack) and msg.ext:
-                # A middle master learned more of its minions (the DCs below it acked).
-                added = self.ledger.extend_ack(msg.jid, msg.dc, msg.minions)
-                if added and self.barrier.is_announced(msg.jid, msg.dc):
-                    actions.append(Announce(msg.jid, msg.dc))  # the CLI extends its expected set
-                actions += self.barrier.ack(msg.jid, msg.dc, live, now, acked, more=msg.more)
-            elif isinstance(msg, Ack):
-                # One ack per sub-job (batch mode); the DC's minions are the union of them.
-                if not self.ledger.record_ack(msg.jid, msg.dc, msg.status, msg.minions, msg.reason, sub=msg.sub):
-                    self.counters.inc("acks_duplicate")
-                actions += self.barrier.ack(msg.jid, msg.dc, live, now, acked, more=msg.more, sub=msg.sub or None)
             else:
-                batch.remaining += 1
-                actions += self.barrier.add_return(msg.jid, msg.dc, _HeldReturn(msg, batch), live, now, acked)
+                actions += self.ingest.message(msg, batch, self.record(msg), self.live_dcs, now)
         self.execute(actions)
         if batch.remaining == 0:
             self._done(batch)
 
-    # A jid this MoM never published (another MoM's, mirrored here with mirror_returns) waits for
-    # no DC: ``live`` above is then just the sender, so each DC's list is announced as it comes.
-
-    def _acks_before(self, jid: str) -> set[str] | None:
-        """DCs that acked ``jid`` before the barrier knew it (a MoM restart); read only then."""
-        return None if self.barrier.knows(jid) else set(self.ledger.acks(jid))
+    def record(self, msg: Ack | Return) -> LedgerFacts:
+        """What the ledger knew of ``msg``'s jid, then ``msg`` recorded if it is an ack."""
+        acked = set(self.ledger.acks(msg.jid)) if self.ingest.needs_acks_before(msg.jid) else None
+        published = acked is not None and self.ledger.published_at(msg.jid) is not None
+        extended = False
+        if isinstance(msg, Ack) and msg.ext:
+            extended = bool(self.ledger.extend_ack(msg.jid, msg.dc, msg.minions))
+        elif isinstance(msg, Ack):
+            if not self.ledger.record_ack(msg.jid, msg.dc, msg.status, msg.minions, msg.reason, sub=msg.sub):
+                self.counters.inc("acks_duplicate")
+        return LedgerFacts(acked, published, extended)
 
     # -- outputs ---------------------------------------------------------------------------
     def execute(self, actions: list[Any]) -> None:
@@ -310,22 +288,18 @@ class Collector:
             if isinstance(action, Announce):
                 self.announce(action.jid, action.dc, action.sub)
             elif isinstance(action, Store):
-                held: _HeldReturn = action.item
+                held: HeldReturn = action.item
                 self.store(held.ret)
-                held.batch.remaining -= 1
-                if held.batch.remaining == 0:
+                if held.batch.settle():
                     self._done(held.batch)
             elif isinstance(action, Abandon):
                 held = action.item
-                self.reject("return", RejectedEntry("no_ack", f"DC {held.ret.dc} never acknowledged job {held.ret.jid} "
-                                                              f"within {self.barrier.hold_max:.0f}s; return of {held.ret.minion} not stored"),
-                            {"jid": held.ret.jid, "dc": held.ret.dc, "id": held.ret.minion})
-                held.batch.remaining -= 1
-                if held.batch.remaining == 0:
+                ret = held.ret
+                self.reject("return", never_acked(ret, self.barrier.hold_max), {"jid": ret.jid, "dc": ret.dc, "id": ret.minion})
+                if held.batch.settle():
                     self._done(held.batch)
             elif isinstance(action, Released):
-                minions = sorted({m for status, ms in self.ledger.acks(action.jid).values() if status == "published"
-                                  for m in ms})
+                minions = released_minions(self.ledger.acks(action.jid))
                 self.bus.fire({"jid": action.jid, "minions": minions}, job_event_tag(action.jid, "released"))
             elif isinstance(action, Overdue):
                 log.warning("redis_syndic: job %s: no acknowledgement from DC(s) %s within %.1fs; results may be incomplete",
@@ -334,56 +308,44 @@ class Collector:
 
     def announce(self, jid: str, dc: str, sub: str | None = None) -> None:
         """``sub``: announce that sub-job's minions (a batch's sub-batch); None: the DC's whole list."""
-        status, minions = merged = self.ledger.acks(jid).get(dc, ("unknown", []))
-        if sub is not None and sub != EXTENSION:
-            # The CLI iterator of a sub-batch waits for the minions of this event: only its own.
-            status, minions = self.ledger.ack_rows(jid).get(dc, {}).get(sub, merged)
-        if status == "published":
+        said = announcement(jid, dc, sub, self.ledger.acks(jid).get(dc), self.ledger.ack_rows(jid).get(dc, {}))
+        if isinstance(said, ListOut):
             # The event first: the waiting CLI extends its expected set from it.
-            self.bus.fire({"jid": jid, "minions": minions, "missing": [], "syndic_id": dc}, dc_new_tag(dc, jid))
-            if merged[1]:  # the job cache keeps one list per DC: all its sub-jobs' minions
-                self.cache.store_minions(jid, merged[1], dc)
-                self.cache.note_dc_minions(jid, dc, merged[1])
+            self.bus.fire(said.data, said.tag)
+            if said.cache_minions:  # the job cache keeps one list per DC: all its sub-jobs' minions
+                self.cache.store_minions(jid, said.cache_minions, dc)
+                self.cache.note_dc_minions(jid, dc, said.cache_minions)
             return
-        log.warning("redis_syndic: job %s was not run on DC %s: %s", jid, dc, status)
-        self.counters.inc(f"jobs_{status}")
-        self.bus.fire({"jid": jid, "dc": dc, "status": status}, job_event_tag(jid, status, dc))
+        log.warning("redis_syndic: job %s was not run on DC %s: %s", jid, dc, said.status)
+        self.counters.inc(f"jobs_{said.status}")
+        self.bus.fire(said.data, said.tag)
 
     def fire_forwarded(self, event: Event) -> None:
         """A DC's forwarded event: on this bus under a tag naming the DC (and the original tag if allowed)."""
         self.counters.inc("events_received")
-        self.bus.fire({"dc": event.dc, "tag": event.tag, "data": event.data}, up_tag(event.dc, event.tag))
-        if self.settings.forward_events_original_tag and may_fire_original(event.tag):
-            self.bus.fire({**event.data, "redis_syndic_dc": event.dc}, event.tag)
+        for data, tag in forwarded(event, self.settings.forward_events_original_tag):
+            self.bus.fire(data, tag)
 
     def store(self, ret: Return) -> None:
-        status, minions = self.ledger.acks(ret.jid).get(ret.dc, ("unknown", []))
-        if ret.minion not in minions:
-            self.reject("return", RejectedEntry("untargeted_minion",
-                                                f"DC {ret.dc} did not report {ret.minion} as targeted for job {ret.jid}"),
-                        {"jid": ret.jid, "dc": ret.dc, "id": ret.minion})
-            return
-        if self.ledger.is_stored(ret.jid, ret.minion):
+        _, targeted = self.ledger.acks(ret.jid).get(ret.dc, ("unknown", []))
+        said = verdict(ret, targeted, self.ledger.is_stored(ret.jid, ret.minion))
+        if isinstance(said, Refuse):
+            self.reject("return", said.rejection, {"jid": ret.jid, "dc": ret.dc, "id": ret.minion})
+        elif isinstance(said, Duplicate):
             self.counters.inc("returns_duplicate")
-            return
-        load = dict(ret.load)
-        load.pop("_stamp", None)
-        load["jid"] = ret.jid
-        load["id"] = ret.minion
-        self.cache.store_job(load, self.bus)
-        self.ledger.mark_stored(ret.jid, ret.minion, ret.dc)
-        self.counters.inc("returns_stored")
+        else:
+            self.cache.store_job(said.load, self.bus)
+            self.ledger.mark_stored(ret.jid, ret.minion, ret.dc)
+            self.counters.inc("returns_stored")
 
     def reject(self, what: str, rej: RejectedEntry, raw: Any) -> None:
         Rejections(self.counters, self.deadletters, self.bus.fire, self._rl, f"mom:{self.settings.master_id}").reject(
             rej, raw, {"what": what}, log_key=f"reject:{what}:{rej.reason}",
             msg="redis_syndic: rejected uplink %s: %s (dead-lettered)", args=(what, rej))
 
-    def _done(self, batch: _Batch) -> None:
-        # Once per batch: its last return may be stored while process() still holds it.
-        if batch.finished:
+    def _done(self, batch: Batch) -> None:
+        if not batch.finish():
             return
-        batch.finished = True
         assert self._queue is not None
         self._queue.done([batch.raw])
         if batch.seq is not None:
