@@ -47,7 +47,7 @@ from .announcement import ListOut, announcement, released_minions
 from .barrier import Abandon, Announce, Overdue, ReleaseBarrier, Released, Store
 from .confirm import UplinkTracker
 from .ingest import Batch, HeldReturn, Ingest, LedgerFacts, forwarded
-from .liveness import Change, DcDown, DcUp, Liveness, SpoolGrowing
+from .liveness import Change, Liveness
 from .storing import Duplicate, Refuse, never_acked, verdict
 
 log = logging.getLogger(__name__)
@@ -196,21 +196,9 @@ class Collector:
     def announce_changes(self, changes: list[Change]) -> None:
         """Log and fire what changed among the DCs: up, down, a spool growing or drained."""
         for change in changes:
-            dc = change.dc
-            if isinstance(change, DcUp):
-                log.info("redis_syndic: DC %s is up", dc)
-                self.bus.fire({"dc": dc, "state": "up"}, f"redis_syndic/dc/{dc}/up")
-            elif isinstance(change, DcDown):
-                log.warning("redis_syndic: DC %s stopped sending heartbeats (down)", dc)
-                self.bus.fire({"dc": dc, "state": "down"}, f"redis_syndic/dc/{dc}/down")
-            elif isinstance(change, SpoolGrowing):
-                log.warning("redis_syndic: DC %s spool holds %d file(s) (threshold %d): its returns are delayed",
-                            dc, change.depth, change.warn_depth)
-                self.bus.fire({"dc": dc, "spool_depth": change.depth, "spool_warn_depth": change.warn_depth},
-                              f"redis_syndic/dc/{dc}/spool_growing")
-            else:
-                log.info("redis_syndic: DC %s spool drained", dc)
-                self.bus.fire({"dc": dc, "spool_depth": 0}, f"redis_syndic/dc/{dc}/spool_drained")
+            level, text = change.note()
+            log.log(level, "redis_syndic: %s", text)
+            self.bus.fire(*change.event())
 
     def check_announced_key(self, client: Any, dc: str) -> None:
         """A DC whose key is not accepted: record its announced key as pending, once, loudly."""
@@ -235,15 +223,9 @@ class Collector:
             # Only the DCs a job is addressed to are waited for (the others never see it).
             dcs = self.liveness.for_job(addressed)
             self.execute(self.barrier.published(jid, dcs.wait_for, now, sub))
-            if dcs.unknown:
-                log.warning("redis_syndic: job %s is addressed to DC(s) %s that never sent a heartbeat (typo?)",
-                            jid, ", ".join(dcs.unknown))
-                self.bus.fire({"jid": jid, "dcs": dcs.unknown}, job_event_tag(jid, "unknown_dcs"))
-            if dcs.down:
-                # Named, not silently missing: the CLI will not wait for these DCs.
-                log.warning("redis_syndic: job %s published while DC(s) %s are down: their minions run it "
-                            "when they are back (within job_ttl); the CLI does not wait for them", jid, ", ".join(dcs.down))
-                self.bus.fire({"jid": jid, "dcs": dcs.down}, job_event_tag(jid, "dc_down"))
+            for text, data, tag in dcs.notices(jid):
+                log.warning("redis_syndic: %s", text)
+                self.bus.fire(data, tag)
 
     def process(self, raw: bytes) -> None:
         try:

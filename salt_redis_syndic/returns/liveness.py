@@ -7,21 +7,30 @@ reaching its alarm threshold and draining again), the gauges to set, and which D
 published now waits for.
 
 Pure: the caller reads Redis and decodes the records (``wire/status.read_status``), records
-when a DC was first seen in its ledger, then fires and logs what this answers.
+when a DC was first seen in its ledger, then logs (:meth:`note`) and fires (:meth:`event`)
+each change this answers.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from ..jobs.reconcile import DcView
 from ..wire.status import DcStatus
+from ..wire.tags import job_event_tag
 
 
 @dataclass(frozen=True)
 class DcUp:
     dc: str
+
+    def note(self) -> tuple[int, str]:
+        return logging.INFO, f"DC {self.dc} is up"
+
+    def event(self) -> tuple[dict[str, Any], str]:
+        return {"dc": self.dc, "state": "up"}, f"redis_syndic/dc/{self.dc}/up"
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,12 @@ class DcDown:
     """``dc`` stopped sending heartbeats (its last one is older than ``dc_timeout``)."""
 
     dc: str
+
+    def note(self) -> tuple[int, str]:
+        return logging.WARNING, f"DC {self.dc} stopped sending heartbeats (down)"
+
+    def event(self) -> tuple[dict[str, Any], str]:
+        return {"dc": self.dc, "state": "down"}, f"redis_syndic/dc/{self.dc}/down"
 
 
 @dataclass(frozen=True)
@@ -39,10 +54,24 @@ class SpoolGrowing:
     depth: int
     warn_depth: int
 
+    def note(self) -> tuple[int, str]:
+        return logging.WARNING, (f"DC {self.dc} spool holds {self.depth} file(s) (threshold {self.warn_depth}): "
+                                 "its returns are delayed")
+
+    def event(self) -> tuple[dict[str, Any], str]:
+        return ({"dc": self.dc, "spool_depth": self.depth, "spool_warn_depth": self.warn_depth},
+                f"redis_syndic/dc/{self.dc}/spool_growing")
+
 
 @dataclass(frozen=True)
 class SpoolDrained:
     dc: str
+
+    def note(self) -> tuple[int, str]:
+        return logging.INFO, f"DC {self.dc} spool drained"
+
+    def event(self) -> tuple[dict[str, Any], str]:
+        return {"dc": self.dc, "spool_depth": 0}, f"redis_syndic/dc/{self.dc}/spool_drained"
 
 
 Change = DcUp | DcDown | SpoolGrowing | SpoolDrained
@@ -70,6 +99,18 @@ class JobDcs:
     wait_for: set[str]
     unknown: list[str]  # addressed, but never sent a heartbeat (a typo?)
     down: list[str]  # known (and addressed) but not live: the CLI does not wait for them
+
+    def notices(self, jid: str) -> list[tuple[str, dict[str, Any], str]]:
+        """``(warning, event data, tag)`` naming the DCs ``jid`` will not hear from now."""
+        out = []
+        if self.unknown:
+            out.append((f"job {jid} is addressed to DC(s) {', '.join(self.unknown)} that never sent a heartbeat (typo?)",
+                        {"jid": jid, "dcs": self.unknown}, job_event_tag(jid, "unknown_dcs")))
+        if self.down:  # named, not silently missing: the CLI will not wait for these DCs
+            out.append((f"job {jid} published while DC(s) {', '.join(self.down)} are down: their minions run it "
+                        "when they are back (within job_ttl); the CLI does not wait for them",
+                        {"jid": jid, "dcs": self.down}, job_event_tag(jid, "dc_down")))
+        return out
 
 
 class Liveness:

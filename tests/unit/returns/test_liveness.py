@@ -94,3 +94,15 @@ def test_a_job_waits_for_the_live_dcs_it_is_addressed_to(addressed, wait_for, un
     live.look(NOW, ["east", "west"], {"east": status("east"), "west": status("west", age=60)})
     dcs = live.for_job(addressed)
     assert (dcs.wait_for, dcs.unknown, dcs.down) == (wait_for, unknown, down)
+
+
+def test_a_job_names_the_dcs_it_will_not_hear_from():
+    live = Liveness(dc_timeout=30)
+    live.look(NOW, ["east", "west"], {"east": status("east"), "west": status("west", age=60)})
+    JID = "20240501123456789012"
+    notices = live.for_job(["esat", "east", "west"]).notices(JID)
+    assert [(data, tag) for _, data, tag in notices] == [
+        ({"jid": JID, "dcs": ["esat"]}, f"redis_syndic/job/{JID}/unknown_dcs"),
+        ({"jid": JID, "dcs": ["west"]}, f"redis_syndic/job/{JID}/dc_down")]
+    assert "esat" in notices[0][0] and "down" in notices[1][0]
+    assert live.for_job(["east"]).notices(JID) == []
