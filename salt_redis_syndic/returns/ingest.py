@@ -49,10 +49,11 @@ class Batch:
 
 @dataclass
 class HeldReturn:
-    """A return the barrier holds, with the batch that carried it."""
+    """A return the barrier holds (or a store to try again), with the batch that carried it."""
 
     ret: Return
     batch: Batch = field(repr=False)
+    attempts: int = 0  # stores tried that the job cache did not keep
 
 
 @dataclass(frozen=True)
