@@ -11,7 +11,8 @@ records and the ledger, stores through the job cache, fires on the bus and write
 confirmations.  What to do is decided elsewhere, without I/O: :mod:`.liveness` (which DCs are
 live), :mod:`.ingest` (each message of a batch, and when a batch is finished),
 :mod:`.barrier` (when to announce and store), :mod:`.announcement` (what a DC's list says),
-:mod:`.storing` (whether a return is stored), :mod:`.confirm` (the confirmations).
+:mod:`.storing` (whether a return is stored, when to try again; :mod:`.storer` applies it),
+:mod:`.confirm` (the confirmations).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from typing import Any, Protocol
 
 from ..config import Settings
-from ..errors import RejectedEntry, StoreFailed
+from ..errors import RejectedEntry
 from ..jobs.publisher import entry_dcs, unpack_fields
 from ..jobs.reconcile import JobReconciler
 from ..runtime import Backoff, Counters, Gauges, RateLimitedLog
@@ -48,14 +49,13 @@ from .barrier import Abandon, Announce, Overdue, ReleaseBarrier, Released, Store
 from .confirm import UplinkTracker
 from .ingest import Batch, HeldReturn, Ingest, LedgerFacts, forwarded
 from .liveness import Change, Liveness
-from .storing import Duplicate, Refuse, StoreRetries, after_failure, never_acked, verdict
+from .storer import ReturnCache, Storer
+from .storing import never_acked
 
 log = logging.getLogger(__name__)
 
 
-class Cache(Protocol):
-    def store_job(self, load: dict[str, Any], bus: Any) -> None:
-        """Event (unless ``bus`` is None) and job cache; raises StoreFailed if the cache did not keep it."""
+class Cache(ReturnCache, Protocol):
     def store_minions(self, jid: str, minions: list[str], dc: str) -> None: ...
     def note_dc_minions(self, jid: str, dc: str, minions: list[str]) -> None: ...
 
@@ -86,7 +86,7 @@ class Collector:
         self.barrier: ReleaseBarrier[HeldReturn] = ReleaseBarrier(settings.ack_wait, hold_max=settings.hold_max,
                                                                   report_release=settings.relay)
         self.ingest = Ingest(self.barrier)
-        self.retries: StoreRetries[HeldReturn] = StoreRetries()  # stores the job cache did not keep
+        self.storer = Storer(cache, bus, ledger, counters, self.reject)
         self.gauges = gauges or Gauges()
         self._next_status = self._next_prune = 0.0
         self._rl = RateLimitedLog(log)
@@ -171,7 +171,7 @@ class Collector:
         self.announce_changes(look.changes)
         self.gauges.set("live_dcs", len(self.liveness.live))
         self.gauges.set("held_returns", self.barrier.held_count())
-        self.gauges.set("store_retries", len(self.retries))
+        self.gauges.set("store_retries", len(self.storer.retries))
 
     def addressed(self, jid: str) -> set[str] | None:
         """The DCs an outbox job is addressed to (None: every DC): only those are expected to ack."""
@@ -274,15 +274,11 @@ class Collector:
             if isinstance(action, Announce):
                 self.announce(action.jid, action.dc, action.sub)
             elif isinstance(action, Store):
-                held: HeldReturn = action.item
-                if self.store(held) and held.batch.settle():
-                    self._done(held.batch)
+                self._settle(action.item, self.storer.store(action.item))
             elif isinstance(action, Abandon):
-                held = action.item
-                ret = held.ret
+                ret = action.item.ret
                 self.reject("return", never_acked(ret, self.barrier.hold_max), {"jid": ret.jid, "dc": ret.dc, "id": ret.minion})
-                if held.batch.settle():
-                    self._done(held.batch)
+                self._settle(action.item, True)
             elif isinstance(action, Released):
                 minions = released_minions(self.ledger.acks(action.jid))
                 self.bus.fire({"jid": action.jid, "minions": minions}, job_event_tag(action.jid, "released"))
@@ -311,47 +307,20 @@ class Collector:
         for data, tag in forwarded(event, self.settings.forward_events_original_tag):
             self.bus.fire(data, tag)
 
-    def store(self, held: HeldReturn) -> bool:
-        """True once the return is settled (stored, a duplicate, refused); False: it waits for a retry."""
-        ret = held.ret
-        _, targeted = self.ledger.acks(ret.jid).get(ret.dc, ("unknown", []))
-        said = verdict(ret, targeted, self.ledger.is_stored(ret.jid, ret.minion))
-        if isinstance(said, Refuse):
-            self.reject("return", said.rejection, {"jid": ret.jid, "dc": ret.dc, "id": ret.minion})
-        elif isinstance(said, Duplicate):
-            self.counters.inc("returns_duplicate")
-        else:
-            try:  # the first attempt fires the return's event; a retry only writes the job cache
-                self.cache.store_job(said.load, self.bus if held.attempts == 0 else None)
-            except StoreFailed as err:
-                return self.store_failed(held, err)
-            self.ledger.mark_stored(ret.jid, ret.minion, ret.dc)
-            self.counters.inc("returns_stored")
-        return True
-
-    def store_failed(self, held: HeldReturn, err: StoreFailed) -> bool:
-        ret = held.ret
-        said = after_failure(ret, err)
-        if isinstance(said, Refuse):
-            self.reject("return", said.rejection, {"jid": ret.jid, "dc": ret.dc, "id": ret.minion})
-            return True
-        held.attempts += 1
-        delay = self.retries.later(held, held.attempts, time.time())
-        self.counters.inc("returns_store_failed")
-        self._rl.log(logging.WARNING, "store", "redis_syndic: %s; trying again in %.0fs (not confirmed to DC %s "
-                     "until stored; %d store(s) waiting)", said.why, delay, ret.dc, len(self.retries))
-        return False
-
     def retry_stores(self, now: float) -> None:
         """Store again the returns the job cache did not keep (their batches finish once all are stored)."""
-        for held in self.retries.due(now):
-            if self.store(held) and held.batch.settle():
-                self._done(held.batch)
+        for held in self.storer.due(now):
+            self._settle(held, self.storer.store(held))
 
     def reject(self, what: str, rej: RejectedEntry, raw: Any) -> None:
         Rejections(self.counters, self.deadletters, self.bus.fire, self._rl, f"mom:{self.settings.master_id}").reject(
             rej, raw, {"what": what}, log_key=f"reject:{what}:{rej.reason}",
             msg="redis_syndic: rejected uplink %s: %s (dead-lettered)", args=(what, rej))
+
+    def _settle(self, held: HeldReturn, settled: bool) -> None:
+        """A held return was stored or given up (``settled``): its batch may be finished now."""
+        if settled and held.batch.settle():
+            self._done(held.batch)
 
     def _done(self, batch: Batch) -> None:
         if not batch.finish():

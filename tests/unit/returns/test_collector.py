@@ -361,7 +361,7 @@ def test_a_store_the_job_cache_did_not_keep_is_not_confirmed_then_retried(env):
     assert env.counters.snapshot()["returns_store_failed"] == 1
     env.collector.retry_stores(time.time())  # too early: nothing tried
     assert [a[1] for a in env.cache.attempts] == ["m1", "m2"]
-    env.collector.retry_stores(time.time() + env.collector.retries.delay(1))
+    env.collector.retry_stores(time.time() + env.collector.storer.retries.delay(1))
     assert sorted(env.cache.stored) == [(JID, "m1"), (JID, "m2")]
     assert env.cache.attempts[-1] == (JID, "m1", False)  # a retry does not fire the return's event again
     assert env.ledger.is_stored(JID, "m1")
@@ -374,12 +374,12 @@ def test_a_store_failing_again_waits_longer_and_is_never_dropped(env):
     env.collector.process(batch("east", ack(), ret("m1")))
     later = time.time()
     for attempt in (1, 2):
-        later += env.collector.retries.delay(attempt)
+        later += env.collector.storer.retries.delay(attempt)
         env.collector.retry_stores(later)
-    assert env.cache.stored == [] and len(env.collector.retries) == 1
-    assert env.collector.retries.delay(3) > env.collector.retries.delay(1)
-    env.collector.retry_stores(later + env.collector.retries.delay(3))
-    assert env.cache.stored == [(JID, "m1")] and len(env.collector.retries) == 0
+    assert env.cache.stored == [] and len(env.collector.storer.retries) == 1
+    assert env.collector.storer.retries.delay(3) > env.collector.storer.retries.delay(1)
+    env.collector.retry_stores(later + env.collector.storer.retries.delay(3))
+    assert env.cache.stored == [(JID, "m1")] and len(env.collector.storer.retries) == 0
     assert env.counters.snapshot()["returns_store_failed"] == 3
 
 
@@ -399,7 +399,7 @@ def test_a_return_salt_refuses_is_dead_lettered_not_retried(env):
     env.cache.failures.append(StoreFailed("Salt refused the return", retryable=False))
     raw = batch("east", ack(), ret("m1"))
     env.collector.process(raw)
-    assert env.cache.stored == [] and len(env.collector.retries) == 0
+    assert env.cache.stored == [] and len(env.collector.storer.retries) == 0
     assert "redis_syndic/rejected/store_refused" in env.bus.tags()
     (letter,) = env.deadletters()
     assert letter["reason"] == "store_refused" and letter["raw"] == {"jid": JID, "dc": "east", "id": "m1"}
