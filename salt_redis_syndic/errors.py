@@ -37,3 +37,15 @@ class RejectedEntry(RedisSyndicError):
 
 class SpoolError(RedisSyndicError):
     """The local durable spool could not be written or read."""
+
+
+class StoreFailed(RedisSyndicError):
+    """The master's job cache did not keep a return (a write that failed or half happened, a
+    returner that raised: Salt's ``store_job`` logs those and goes on).
+
+    ``retryable`` is False when Salt refused the load itself (storing it again cannot help).
+    """
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable

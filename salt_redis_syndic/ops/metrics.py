@@ -43,6 +43,7 @@ COUNTERS: tuple[Metric, ...] = (
     Metric("returns_forwarded", "returns_forwarded", "Minion returns this DC pushed to Redis.", ("dc",)),
     Metric("returns_stored", "returns_stored", "Minion returns the MoM stored in its job cache.", ("mom",)),
     Metric("returns_duplicate", "returns_duplicate", "Returns the MoM had already stored (normal after a network fault).", ("mom",)),
+    Metric("returns_store_failed", "returns_store_failed", "Stores the MoM's job cache did not keep (tried again, not confirmed meanwhile).", ("mom",)),
     Metric("acks_duplicate", "acks_duplicate", "Job acknowledgements the MoM had already recorded.", ("mom",)),
     Metric("uplink_messages", "uplink_messages", "Messages (acks and returns) this DC pushed to Redis.", ("dc",)),
     Metric("reconnects", "reconnects", "Failed Redis operations that were retried after a backoff.", ("mom", "dc")),
@@ -63,6 +64,7 @@ GAUGES: tuple[Metric, ...] = (
     Metric("uplink_backlog", "uplink_backlog", "Batches waiting in the MoM's uplink list (all DCs).", ("mom",)),
     Metric("live_dcs", "live_dcs", "DCs whose heartbeat is younger than dc_timeout.", ("mom",)),
     Metric("held_returns", "held_returns", "Returns the MoM holds until their DC's acknowledgement is out.", ("mom",)),
+    Metric("store_retries", "store_retries", "Returns waiting to be stored again after the job cache did not keep them.", ("mom",)),
     Metric("dc_alive", "dc_alive", "1 if the DC (label dc) sends heartbeats, 0 if it stopped.", ("mom",)),
     Metric("dc_last_seen_seconds", "dc_last_seen_seconds", "Age of the DC's (label dc) last heartbeat.", ("mom",)),
 )

@@ -22,6 +22,9 @@ from ..wire.confirm import MAX_TAKEN, Confirm
 
 # ----------------------------------------------------------------------------- MoM side
 
+WRITE_EVERY = 1.0  # seconds between two writes of the confirmations that changed
+REWRITE_EVERY = 5.0  # seconds between two writes of every confirmation
+
 
 @dataclass
 class _DcSeqs:
@@ -38,6 +41,7 @@ class UplinkTracker:
     def __init__(self, mom: str, saved: dict[str, tuple[int, int]] | None = None) -> None:
         self.mom = mom
         self._dcs = {dc: _DcSeqs(done, seen) for dc, (done, seen) in (saved or {}).items()}
+        self._next_write = self._next_rewrite = 0.0
 
     def taken(self, dc: str, seq: int) -> None:
         state = self._dcs.get(dc)
@@ -69,6 +73,17 @@ class UplinkTracker:
                 out.append(Confirm(self.mom, dc, state.done_upto, state.max_seen,
                                    tuple(sorted(state.taken)[:MAX_TAKEN]), now))
         return out
+
+    def due(self, now: float, force: bool = False) -> list[Confirm]:
+        """The confirmations to write now: those that changed, at most once a second (now with
+        ``force``); every one every ``REWRITE_EVERY`` seconds, which restores one Redis lost."""
+        if now < self._next_write and not force:
+            return []
+        self._next_write = now + WRITE_EVERY
+        rewrite = now >= self._next_rewrite
+        if rewrite:
+            self._next_rewrite = now + REWRITE_EVERY
+        return self.confirms(now, all_dcs=rewrite)
 
     def snapshot(self) -> dict[str, tuple[int, int]]:
         return {dc: (s.done_upto, s.max_seen) for dc, s in self._dcs.items()}

@@ -135,3 +135,18 @@ def test_job_that_expires_while_its_dc_is_cut_off_is_reported_never_run(make_lab
     assert not lab.minion_file("east-m1", "expiry.txt").exists()
     assert lab.job_returns("east", jid) == {}
     assert f"redis_syndic: job {jid} was not run on DC east: expired" in lab.log("mom")
+
+
+def test_a_half_written_return_on_the_mom_is_completed(faulty: Lab) -> None:
+    # What a MoM killed between local_cache's makedirs(<jid>/<minion>) and its write of return.p
+    # leaves: the minion's directory, empty, when the DC's return comes.  Salt's returner refuses
+    # such a return for good ("Duplicate return"); the MoM must still end with it stored.
+    import salt.utils.jid
+
+    spec = faulty.master(faulty.top)
+    jid = faulty.salt_async("east-m1", "test.sleep", "4")
+    jid_dir = salt.utils.jid.jid_dir(jid, str(spec.cachedir / "jobs"), spec.config.get("hash_type", "sha256"))
+    wait_for(lambda: os.path.isdir(jid_dir), 10, "the job's directory on the MoM")
+    os.mkdir(os.path.join(jid_dir, "east-m1"))
+    wait_for(lambda: faulty.mom_job_returns(jid) == {"east-m1": True}, 60, "the return of east-m1 on the MoM")
+    assert acked(faulty, jid, "east")

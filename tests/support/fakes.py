@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from salt_redis_syndic.errors import StoreFailed
 from salt_redis_syndic.salt_adapter import PublishFailed
 
 
@@ -47,7 +48,10 @@ class FakeBus:
 class FakeCache:
     """Salt's job cache: loads and returns to look up, and every store recorded.
 
-    ``stored`` holds ``(jid, minion)`` per ``store_job``; ``log`` (optional) receives every write
+    ``stored`` holds ``(jid, minion)`` per ``store_job`` that kept the return; ``attempts`` every
+    ``store_job`` call as ``(jid, minion, fired)`` (``fired``: a bus was passed, so the real job
+    cache would have fired the return's event). A ``StoreFailed`` put in ``failures`` is raised by
+    the next ``store_job`` instead of storing (once each). ``log`` (optional) receives every write
     (``store_job``, ``store_minions``, ``note_dc_minions``) in order, shared with a bus.
     """
 
@@ -59,6 +63,8 @@ class FakeCache:
         self.recent = list(recent)
         self.asked_since: list[float] = []
         self.stored: list[tuple[str, str]] = []
+        self.attempts: list[tuple[str, str, bool]] = []
+        self.failures: list[StoreFailed] = []
         self.log = log
 
     def get_load(self, jid: str) -> dict[str, Any]:
@@ -77,6 +83,9 @@ class FakeCache:
         return [minion for _, minion in self.stored]
 
     def store_job(self, load: dict[str, Any], bus: Any) -> None:
+        self.attempts.append((load["jid"], load["id"], bus is not None))
+        if self.failures:
+            raise self.failures.pop(0)
         self.stored.append((load["jid"], load["id"]))
         self._note(("store_job", load["jid"], load["id"], dict(load)))
 

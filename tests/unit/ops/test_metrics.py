@@ -130,7 +130,8 @@ def test_mom_metrics_read_the_live_snapshot_at_each_scrape():
 def test_every_counter_the_code_increments_is_exported():
     exported = {m.key for m in COUNTERS}
     assert {"jobs_forwarded", "jobs_published", "jobs_rejected", "jobs_expired", "jobs_duplicate",
-            "returns_forwarded", "returns_stored", "returns_duplicate", "reconnects", "uplink_messages"} <= exported
+            "returns_forwarded", "returns_stored", "returns_duplicate", "returns_store_failed", "reconnects",
+            "uplink_messages"} <= exported
 
 
 def test_serve_exposes_the_endpoint_over_http():

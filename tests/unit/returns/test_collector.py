@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from salt_redis_syndic.config import load_settings
+from salt_redis_syndic.errors import StoreFailed
 from salt_redis_syndic.returns.collector import Collector
 from salt_redis_syndic.runtime import Counters
 from salt_redis_syndic.security.dckeys import DcKeyring
@@ -91,8 +92,8 @@ def ret(minion, dc="east", jid=JID, value=True):
 _seq = iter(range(10**9))
 
 
-def batch(dc, *msgs, signer=None):
-    body = encode_batch(dc, list(msgs), now=1_700_000_000.0 + next(_seq))  # distinct bytes per batch
+def batch(dc, *msgs, signer=None, seq=None):
+    body = encode_batch(dc, list(msgs), now=1_700_000_000.0 + next(_seq), seq=seq)  # distinct bytes per batch
     return seal(body, signer or DC_KEYS[dc])
 
 
@@ -339,3 +340,67 @@ def test_job_published_with_every_dc_up_fires_no_dc_down(env):
     env.published.put((JID, time.time() + 900))
     env.collector.drain_published()
     assert not [t for t in env.bus.tags() if t.endswith("/dc_down")]
+
+
+# ------------------------------------------------------------------------ stores that fail
+
+
+def confirmed_upto(env, dc="east"):
+    (confirm,) = [c for c in env.collector.tracker.due(time.time(), force=True) if c.dc == dc] or [None]
+    return confirm.done_upto if confirm else None
+
+
+def test_a_store_the_job_cache_did_not_keep_is_not_confirmed_then_retried(env):
+    env.cache.failures.append(StoreFailed("disk full"))
+    raw = batch("east", ack(), ret("m1"), ret("m2"), seq=7)
+    env.collector.process(raw)
+    assert env.cache.stored == [(JID, "m2")]
+    assert not env.ledger.is_stored(JID, "m1")  # not marked: a duplicate would be stored, not skipped
+    assert env.queue.done_calls == []  # the batch stays in flight
+    assert confirmed_upto(env) == 6  # batch 7 is not confirmed: the DC keeps its copy
+    assert env.counters.snapshot()["returns_store_failed"] == 1
+    env.collector.retry_stores(time.time())  # too early: nothing tried
+    assert [a[1] for a in env.cache.attempts] == ["m1", "m2"]
+    env.collector.retry_stores(time.time() + env.collector.storer.retries.delay(1))
+    assert sorted(env.cache.stored) == [(JID, "m1"), (JID, "m2")]
+    assert env.cache.attempts[-1] == (JID, "m1", False)  # a retry does not fire the return's event again
+    assert env.ledger.is_stored(JID, "m1")
+    assert env.queue.done_calls == [raw] and confirmed_upto(env) == 7
+    assert env.counters.snapshot()["returns_stored"] == 2
+
+
+def test_a_store_failing_again_waits_longer_and_is_never_dropped(env):
+    env.cache.failures += [StoreFailed("disk full")] * 3
+    env.collector.process(batch("east", ack(), ret("m1")))
+    later = time.time()
+    for attempt in (1, 2):
+        later += env.collector.storer.retries.delay(attempt)
+        env.collector.retry_stores(later)
+    assert env.cache.stored == [] and len(env.collector.storer.retries) == 1
+    assert env.collector.storer.retries.delay(3) > env.collector.storer.retries.delay(1)
+    env.collector.retry_stores(later + env.collector.storer.retries.delay(3))
+    assert env.cache.stored == [(JID, "m1")] and len(env.collector.storer.retries) == 0
+    assert env.counters.snapshot()["returns_store_failed"] == 3
+
+
+def test_a_return_stored_by_a_duplicate_meanwhile_is_not_stored_again(env):
+    env.cache.failures.append(StoreFailed("disk full"))
+    first = batch("east", ack(), ret("m1"))
+    env.collector.process(first)
+    second = batch("east", ret("m1"))
+    env.collector.process(second)  # the same return again, stored this time
+    env.collector.retry_stores(time.time() + 60)
+    assert env.cache.stored == [(JID, "m1")]
+    assert env.counters.snapshot()["returns_duplicate"] == 1
+    assert sorted(env.queue.done_calls) == sorted([first, second])
+
+
+def test_a_return_salt_refuses_is_dead_lettered_not_retried(env):
+    env.cache.failures.append(StoreFailed("Salt refused the return", retryable=False))
+    raw = batch("east", ack(), ret("m1"))
+    env.collector.process(raw)
+    assert env.cache.stored == [] and len(env.collector.storer.retries) == 0
+    assert "redis_syndic/rejected/store_refused" in env.bus.tags()
+    (letter,) = env.deadletters()
+    assert letter["reason"] == "store_refused" and letter["raw"] == {"jid": JID, "dc": "east", "id": "m1"}
+    assert env.queue.done_calls == [raw]
