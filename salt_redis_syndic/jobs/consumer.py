@@ -1,12 +1,11 @@
-"""DC master role: job stream -> verify, dedupe, expiry, policy -> local publish -> ack upward.
+"""DC master role, the ``jobs`` loop: job stream -> verify, claim -> local publish -> ack upward.
 
-Two loops run in the engine process:
-
-* ``jobs``: reads the job stream from a durable cursor, verifies each entry, claims its jid in
-  the ledger (never published twice, even across restarts), publishes it into the local master
-  with the MoM's jid and id, and spools an ack naming the targeted minions.
-* ``uplink``: ships the spool (acks from here, returns from the returner) to Redis; see
-  :mod:`salt_redis_syndic.returns.shipper`.
+It reads the job stream from a durable cursor, verifies each entry (``wire/jobs.decode_entry``),
+claims its sub-job in the ledger (never published twice, even across restarts), publishes it
+into the local master with the MoM's jid and id, and spools an ack naming the targeted minions.
+What to do with each job is decided in :mod:`.intake`, where the loop stands in the stream in
+:mod:`.stream_position`; this module does the I/O.  The spool goes up in the ``uplink`` loop
+(:mod:`salt_redis_syndic.returns.shipper`).
 """
 
 from __future__ import annotations
@@ -30,11 +29,12 @@ from ..state.rejections import Rejections
 from ..state.spool import Spool
 from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
-from ..transport.stream import JobStream, stream_id_key
+from ..transport.stream import JobStream
 from ..wire.jobs import EventsEnvelope, JobEnvelope, decode_entry
-from ..wire.subjobs import job_identity, saved_load_is
-from ..wire.tags import job_event_tag
+from ..wire.subjobs import job_identity
 from ..wire.uplink import Ack
+from . import intake
+from .stream_position import GapWatch
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,9 @@ class JobConsumer:
         self.keys = Keys(settings.namespace)
         self.cursor = ledger.cursor(default="")
         self.joined_at = ledger.joined_at()
-        self._reacked: dict[tuple[str, str], float] = {}
+        self.reacks = intake.ReackThrottle(settings.reconcile_interval)
+        self.gaps = GapWatch()
         self._next_prune = 0.0
-        self._next_gap_check = 0.0
-        self._gap_reported: str | None = None
         self._rl = RateLimitedLog(log)
 
     # -- loop ------------------------------------------------------------------------------
@@ -116,14 +115,11 @@ class JobConsumer:
         Entries between the two were trimmed (``stream_maxlen``) or lost by Redis before this
         DC read them; the MoM appends again the unexpired jobs this DC does not acknowledge.
         """
-        now = time.monotonic()
-        if now < self._next_gap_check and not force:
+        if not self.gaps.due(time.monotonic(), force):
             return
-        self._next_gap_check = now + 60
         first = stream.first_id()
-        if first is None or stream_id_key(first) <= stream_id_key(self.cursor) or first == self._gap_reported:
+        if not self.gaps.gap(first, self.cursor):
             return
-        self._gap_reported = first
         self.counters.inc("stream_gaps")
         log.warning("redis_syndic: the job stream now starts at %s, after DC %s's cursor %s: entries it had not read "
                     "may have been trimmed (stream_maxlen) or lost by Redis; the MoM sends unexpired jobs again "
@@ -165,21 +161,20 @@ class JobConsumer:
         # The unit of dedupe is the sub-job: Salt's batch mode publishes each sub-batch under the
         # same jid with its own minion list; a replayed or re-sent entry has the same signed load.
         is_new, status = self.ledger.claim(job.jid, job.origin, job_identity(job.load))
-        if not is_new:
-            if status == "pending":
-                self._recover(job)
-            else:
-                self._duplicate(job, status)
-            return
-        if job.is_expired(now, self.settings.clock_skew):
-            self._expired(entry_id, job, now)
-            return
-        if job.issued_at < self.joined_at - self.settings.clock_skew:
-            self._before_join(job)
-            return
-        if self._refused(entry_id, job):
-            return
-        self._publish(job)
+        if is_new:
+            self._admit(entry_id, job, now)
+        elif status == "pending":
+            self._recover(job)
+        else:
+            self._duplicate(job, status)
+
+    def _admit(self, entry_id: str, job: JobEnvelope, now: float) -> None:
+        settle = intake.admit(job, self.dc, self._row_sub(job), entry_id, now, self.settings.clock_skew,
+                              self.joined_at, self.policy)
+        if settle is None:
+            self._publish(job)
+        else:
+            self._settle(job, settle)
 
     def _publish(self, job: JobEnvelope) -> None:
         from ..salt_adapter import (
@@ -190,28 +185,17 @@ class JobConsumer:
         while not self.stop.is_set():
             try:
                 minions = self.publisher.publish(job.load, job.origin, self.settings.publish_timeout)
-                break
             except PublishFailed as err:
                 if err.retryable and not job.is_expired(time.time(), self.settings.clock_skew):
-                    self._rl.log(logging.WARNING, "publish", "redis_syndic: local master did not take job %s yet (%s); retrying",
-                                 job.jid, err)
+                    self._rl.log(logging.WARNING, "publish", "redis_syndic: local master did not take job %s yet (%s); "
+                                 "retrying", job.jid, err)
                     self.stop.wait(backoff.next())
                     continue
-                log.error("redis_syndic: local master refused job %s (%s): reported as failed", job.jid, err)
-                self.counters.inc("jobs_failed")
-                sub = self._row_sub(job)
-                self._send_ack(Ack(job.jid, self.dc, "failed", reason=str(err)[:300], sub=sub), job.origin)
-                self.ledger.mark(job.jid, "failed", sub=sub)
+                self._settle(job, intake.failed(job, self.dc, self._row_sub(job), str(err)))
                 return
-        else:
-            return  # stopping: the claim stays 'pending' and is resolved at the next start
-        self.counters.inc("jobs_published")
-        log.info("redis_syndic: published job %s (%s) from %s to %d minion(s) on DC %s",
-                 job.jid, job.load.get("fun"), job.origin, len(minions), self.dc)
-        # relay: this DC is also a MoM for DCs below; their minions follow in ack extensions.
-        sub = self._row_sub(job)
-        self._send_ack(Ack(job.jid, self.dc, "published", minions=minions, more=self.settings.relay, sub=sub), job.origin)
-        self.ledger.mark(job.jid, "published", minions, sub=sub)
+            self._settle(job, intake.published(job, self.dc, self._row_sub(job), minions, self.settings.relay))
+            return
+        # stopping: the claim stays 'pending' and is resolved at the next start
 
     def _row_sub(self, job: JobEnvelope) -> str:
         """The ledger row that settles ``job``: its sub-job's, or a whole-jid row from before sub-jobs."""
@@ -219,82 +203,44 @@ class JobConsumer:
         record = self.ledger.get(job.jid, sub)
         return record.sub if record is not None else sub
 
+    def _settle(self, job: JobEnvelope, settle: intake.Settle) -> None:
+        log.log(settle.level, "%s", settle.message)
+        if settle.counter:
+            self.counters.inc(settle.counter)
+        if settle.event is not None:
+            tag, data = settle.event
+            self.bus.fire(data, tag)
+        self._send_ack(settle.ack, job.origin)
+        self.ledger.mark(job.jid, settle.status, settle.ack.minions if settle.status == "published" else None,
+                         sub=settle.ack.sub)
+
     def _duplicate(self, job: JobEnvelope, status: str) -> None:
         """A jid handled before (replayed, or re-sent by a MoM that lacks our ack): ack again, never run."""
         self.counters.inc("jobs_duplicate")
         sub = job_identity(job.load)
-        now = time.monotonic()
-        if now - self._reacked.get((job.jid, sub), float("-inf")) < self.settings.reconcile_interval:
+        if not self.reacks.due(job.jid, sub, time.monotonic()):
             return  # a replay flood must not become an ack flood
-        if len(self._reacked) > 10_000:
-            self._reacked = {j: t for j, t in self._reacked.items() if now - t < self.settings.reconcile_interval}
-        self._reacked[(job.jid, sub)] = now
         record = self.ledger.get(job.jid, sub)
         log.info("redis_syndic: job %s already handled on DC %s (%s); not publishing again, acknowledging again",
                  job.jid, self.dc, status)
-        # A whole-jid record (from before sub-jobs) answers with a whole-jid ack, as it did then.
-        acked_sub = record.sub if record else sub
-        if status == "published":
-            ack = Ack(job.jid, self.dc, "published", minions=record.minions if record else [],
-                      more=self.settings.relay, sub=acked_sub)
-        else:
-            ack = Ack(job.jid, self.dc, "skipped" if status == "before_join" else status,
-                      reason=f"{status} on DC {self.dc} (acknowledged again)", sub=acked_sub)
+        ack = intake.again(job, self.dc, status, record.sub if record else sub, record.minions if record else [],
+                           self.settings.relay)
         self._send_ack(ack, job.origin)
-
-    def _before_join(self, job: JobEnvelope) -> None:
-        """A job issued before this DC engine first ran (re-sent for other DCs): not ours to run."""
-        log.info("redis_syndic: job %s was issued before DC %s joined; not run here", job.jid, self.dc)
-        self.counters.inc("jobs_skipped")
-        sub = self._row_sub(job)
-        self._send_ack(Ack(job.jid, self.dc, "skipped", reason=f"issued before DC {self.dc} joined", sub=sub), job.origin)
-        self.ledger.mark(job.jid, "before_join", sub=sub)
 
     def _recover(self, job: JobEnvelope) -> None:
         """A previous run crashed between claiming and settling this job: did it publish?"""
         sub = self._row_sub(job)
-        load = self.cache.get_load(job.jid)
-        # The master keeps one saved load per jid: with several sub-jobs (a batch), it is the
-        # last one published, which is this one only if its target is this one's.
-        if load and (self.ledger.subs_of(job.jid) == [sub] or saved_load_is(load, job.load)):
-            minions = sorted(load.get("Minions") or load.get("minions") or [])
-            log.warning("redis_syndic: job %s was published before a restart; re-sending its ack", job.jid)
-            self._send_ack(Ack(job.jid, self.dc, "published", minions=minions, more=self.settings.relay, sub=sub),
-                           job.origin)
-            self.ledger.mark(job.jid, "published", minions, sub=sub)
-        elif job.is_expired(time.time(), self.settings.clock_skew):
-            self._expired("", job, time.time())
-        elif not self._refused("", job):
+        settle = intake.recovered(job, self.dc, sub, self.cache.get_load(job.jid), self.ledger.subs_of(job.jid),
+                                  self.settings.relay)
+        if settle is not None:
+            self._settle(job, settle)
+            return
+        settle = intake.admit(job, self.dc, sub, "", time.time(), self.settings.clock_skew, float("-inf"), self.policy)
+        if settle is not None:
+            self._settle(job, settle)
+        else:
             log.warning("redis_syndic: job %s was claimed but never published before a restart; publishing it now", job.jid)
             self._publish(job)
-
-    def _expired(self, entry_id: str, job: JobEnvelope, now: float) -> None:
-        age = now - job.expires_at
-        log.warning("redis_syndic: job %s (%s) from %s expired %.0fs ago; not run on DC %s",
-                    job.jid, job.load.get("fun"), job.origin, age, self.dc)
-        self.counters.inc("jobs_expired")
-        self.bus.fire({"jid": job.jid, "dc": self.dc, "fun": job.load.get("fun"), "expired_for": age,
-                       "entry_id": entry_id}, job_event_tag(job.jid, "expired"))
-        sub = self._row_sub(job)
-        self._send_ack(Ack(job.jid, self.dc, "expired", reason=f"expired {age:.0f}s before it reached DC {self.dc}", sub=sub),
-                       job.origin)
-        self.ledger.mark(job.jid, "expired", sub=sub)
-
-    def _refused(self, entry_id: str, job: JobEnvelope) -> bool:
-        """Apply this DC's policy (allow/deny functions and targets); a refused job is reported, never run."""
-        reason = self.policy.check(job.load)
-        if reason is None:
-            return False
-        fun, tgt, tgt_type = job.load.get("fun"), job.load.get("tgt"), job.load.get("tgt_type", "glob")
-        log.warning("redis_syndic: job %s (%s on %s %r) from %s refused by the policy of DC %s: %s; not run",
-                    job.jid, fun, tgt_type, tgt, job.origin, self.dc, reason)
-        self.counters.inc("jobs_refused")
-        self.bus.fire({"jid": job.jid, "dc": self.dc, "fun": fun, "tgt": tgt, "tgt_type": tgt_type,
-                       "reason": reason, "entry_id": entry_id}, job_event_tag(job.jid, "refused"))
-        sub = self._row_sub(job)
-        self._send_ack(Ack(job.jid, self.dc, "refused", reason=f"DC {self.dc} policy: {reason}"[:300], sub=sub), job.origin)
-        self.ledger.mark(job.jid, "refused", sub=sub)
-        return True
 
     def _send_ack(self, ack: Ack, mom: str) -> None:
         self.spool.append([{**ack.to_wire(), "mom": dest} for dest in destinations(self.settings, mom)])
@@ -306,4 +252,3 @@ class JobConsumer:
             rej, fields, {"dc": self.dc, "entry_id": entry_id}, log_key=f"reject:{entry_id}", entry_id=entry_id,
             count=("jobs_rejected",), msg="redis_syndic: rejected job stream entry %s on DC %s: %s (dead-lettered, not run)",
             args=(entry_id, self.dc, rej))
-
