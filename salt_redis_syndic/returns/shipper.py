@@ -1,11 +1,10 @@
-"""DC -> MoM: the returner spools, the DC engine ships the spool to Redis in batches.
+"""DC -> MoM: the DC engine ships the spool to Redis in batches.
 
-``spool_returns`` runs inside Salt's EventReturn process: it only filters events and appends
-them to the local spool (bounded time, never raises).  ``Shipper`` runs in the DC engine: it
+The returner fills the spool (:mod:`.spooling`).  ``Shipper`` runs in the DC engine: it
 reads spool files oldest first, fills in returns that were too big for the event bus from the
 job cache, packs many messages per Redis list item, pushes them per destination MoM in one
 round trip, and deletes the files only after Redis accepted them.  Each pushed batch is
-numbered and kept in the DC ledger until its MoM confirms it (:mod:`salt_redis_syndic.confirm`),
+numbered and kept in the DC ledger until its MoM confirms it (:mod:`.confirm`),
 so batches Redis loses are pushed again.
 """
 
@@ -14,9 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
-from ..config import Settings, destinations
+from ..config import Settings
 from ..errors import RejectedEntry
 from ..runtime import Backoff, Counters, Gauges, RateLimitedLog
 from ..runtime import FireBus as Bus  # the name the constructor uses
@@ -32,80 +31,17 @@ from ..transport.stream import JobStream, id_millis
 from ..wire.confirm import read_confirm
 from ..wire.sealed import seal, wrap
 from ..wire.status import DcStatus
-from ..wire.tags import RET_TAG
-from ..wire.uplink import batch_aad, encode_batch, is_trimmed
+from ..wire.uplink import batch_aad, encode_batch
 from .confirm import ResendPlanner
+from .spool_watch import SpoolWatch
 
 log = logging.getLogger(__name__)
 
 TRIMMED_WAIT = 30.0  # seconds to wait for the job cache to hold a return trimmed on the bus
 
 
-def returns_to_spool(events: Iterable[Mapping[str, Any]], settings: Settings,
-                     origin_of: Callable[[str], str | None] = lambda jid: None) -> list[dict[str, Any]]:
-    """Uplink messages for the returns of bridged jobs among EventReturn ``events``.
-
-    A return belongs to a bridged job when the DC ledger knows its jid (``origin_of`` names
-    the MoM it came from; the DC engine records the jid before publishing it).  The
-    ``master_id`` Salt puts in a return is only a fallback: Salt drops it from jobs that ran
-    from the minion's state queue (``queue=True``).
-    """
-    out = []
-    for event in events:
-        match = RET_TAG.match(str(event.get("tag", "")))
-        data = event.get("data")
-        if not match or not isinstance(data, dict):
-            continue
-        jid, minion = match.group("jid", "minion")
-        mom = origin_of(jid) or data.get("master_id")
-        if not isinstance(mom, str) or not mom or mom == settings.master_id:
-            continue
-        load = {k: v for k, v in data.items() if k != "_stamp"}
-        for dest in destinations(settings, mom):
-            msg: dict[str, Any] = {"t": "ret", "jid": jid, "dc": settings.dc, "id": minion, "load": load,
-                                   "mom": dest, "spooled_at": time.time()}
-            if is_trimmed(data):
-                msg["trimmed"] = True
-            out.append(msg)
-    return out
-
-
-
-
 class ReturnLookup(Protocol):
     def get_return(self, jid: str, minion: str) -> dict[str, Any] | None: ...
-
-
-class SpoolWatch:
-    """Spool depth samples -> ``growing`` / ``drained`` transitions for operators.
-
-    ``growing`` when the depth is at or above ``threshold`` on two samples in a row (a file
-    caught between its write and its shipment is not an outage), at most once per
-    ``interval`` (a spool that keeps filling and draining does not flood the bus), then
-    ``drained`` once it is back to 0.  In between the spool counts as growing whatever its depth.
-    """
-
-    def __init__(self, threshold: int, interval: float = 60.0) -> None:
-        self.threshold = threshold
-        self.interval = interval
-        self.growing = False
-        self._last_growing = float("-inf")
-        self._above = False
-
-    def observe(self, depth: int, now: float) -> str | None:
-        if self.growing:
-            if depth == 0:
-                self.growing = False
-                return "drained"
-            return None
-        above = depth >= self.threshold
-        confirmed = above and self._above  # above on the previous sample too
-        self._above = above
-        if confirmed and now - self._last_growing >= self.interval:
-            self.growing = True
-            self._last_growing = now
-            return "growing"
-        return None
 
 
 class Shipper:
