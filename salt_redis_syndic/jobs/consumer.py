@@ -31,10 +31,11 @@ from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
 from ..transport.stream import JobStream
 from ..wire.jobs import EventsEnvelope, JobEnvelope, decode_entry
+from ..wire.streamids import parse_stream_id
 from ..wire.subjobs import job_identity
 from ..wire.uplink import Ack
 from . import intake
-from .stream_position import GapWatch
+from .stream_position import GapWatch, StreamCursor, poisoned
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,21 @@ class JobConsumer:
         self.payload_key = load_payload_key(settings.payload_key, "payload_key") if settings.payload_key else None
         self.policy = Policy.from_settings(settings)
         self.keys = Keys(settings.namespace)
-        self.cursor = ledger.cursor(default="")
+        self.position = StreamCursor(ledger.cursor(default=""), settings.clock_skew)
         self.joined_at = ledger.joined_at()
         self.reacks = intake.ReackThrottle(settings.reconcile_interval)
         self.gaps = GapWatch()
         self._next_prune = 0.0
         self._rl = RateLimitedLog(log)
+
+    @property
+    def cursor(self) -> str:
+        """The durable cursor: after the last entry that verified and was not ahead of the clock."""
+        return self.position.cursor
+
+    @cursor.setter
+    def cursor(self, value: str) -> None:
+        self.position = StreamCursor(value, self.settings.clock_skew)
 
     # -- loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -87,11 +97,13 @@ class JobConsumer:
                 if not self.cursor:
                     # A DC that never read the stream starts at its end: joining the estate must
                     # not replay the last job_ttl worth of jobs.
-                    self.cursor = stream.last_id()
-                    self.ledger.set_cursor(self.cursor)
-                    log.info("redis_syndic: DC %s starts reading the job stream after %s", self.dc, self.cursor)
+                    self.ledger.set_cursor(self.position.start(stream.last_id(), time.time()))
+                    log.info("redis_syndic: DC %s starts reading the job stream after %s", self.dc,
+                             self.position.read_from)
                 self.check_gap(stream)
-                entries = stream.read(self.cursor, count=100, block_ms=self.settings.block_ms)
+                entries = stream.read(self.position.read_from, count=100, block_ms=self.settings.block_ms)
+                if not entries:
+                    self.check_reset(stream)
                 if backoff.failing:
                     log.warning("redis_syndic: job stream reachable again at %s", read_settings.safe_url)
                 backoff.reset()
@@ -104,10 +116,34 @@ class JobConsumer:
             for entry_id, fields in entries:
                 if self.stop.is_set():
                     return
-                self.handle(entry_id, fields)
-                self.cursor = entry_id
-                self.ledger.set_cursor(entry_id)
+                self.passed(entry_id, self.handle(entry_id, fields))
             self.prune()
+
+    def passed(self, entry_id: str, verified: bool) -> None:
+        """Entry ``entry_id`` was handled: the cursor on disk follows it only if it verified and is not ahead."""
+        step = self.position.passed(entry_id, verified, time.time())
+        if step.moved:
+            self.ledger.set_cursor(self.position.cursor)
+        elif verified and step.ahead:
+            self.counters.inc("stream_ids_ahead")
+            self._rl.log(logging.WARNING, "ahead", "redis_syndic: job stream entry %s is %.0fs ahead of DC %s's clock "
+                         "(clock_skew %.0fs): handled, but the cursor stays at %s; entries with ids like this are "
+                         "written with explicit ids, not by a MoM", entry_id, step.ahead, self.dc,
+                         self.settings.clock_skew, self.position.cursor)
+
+    def check_reset(self, stream: JobStream) -> None:
+        """After an empty read: a stream whose newest id is below our read position was reset; read it again."""
+        rewind = self.position.check(stream.last_id())
+        if rewind is None:
+            return
+        self.ledger.set_cursor(self.position.cursor)
+        self.counters.inc("stream_resets")
+        log.warning("redis_syndic: the job stream's newest entry %s is before DC %s's read position %s (the stream "
+                    "was deleted or recreated, or an entry far ahead of the clock moved the position): reading again "
+                    "from %s; jobs already handled are not run twice", rewind.last, self.dc, rewind.was,
+                    rewind.read_from)
+        self.bus.fire({"dc": self.dc, "stream": stream.key, "last": rewind.last, "was": rewind.was,
+                       "read_from": rewind.read_from}, f"redis_syndic/stream/{self.dc}/reset")
 
     def check_gap(self, stream: JobStream, force: bool = False) -> None:
         """Say so, once per gap, when the stream now starts after our cursor (checked every minute unless ``force``).
@@ -142,22 +178,28 @@ class JobConsumer:
             log.info("redis_syndic: DC %s forgot %d settled job(s) older than %.0fs", self.dc, forgotten, horizon)
 
     # -- one entry -------------------------------------------------------------------------
-    def handle(self, entry_id: str, fields: Mapping[Any, Any]) -> None:
+    def handle(self, entry_id: str, fields: Mapping[Any, Any]) -> bool:
+        """Handle one stream entry; True when it verified (signed by a trusted key, well formed)."""
         now = time.time()
+        try:
+            sid = parse_stream_id(entry_id)
+        except RejectedEntry as rej:
+            self.reject(entry_id, rej, fields)
+            return False
         try:
             job = decode_entry(fields, self.verifier, self.settings.max_entry_bytes, now, self.settings.clock_skew,
                                dc=self.dc, payload_key=self.payload_key)
         except RejectedEntry as rej:
-            self.reject(entry_id, rej, fields)
-            return
+            self.reject(entry_id, poisoned(rej, sid, now, self.settings.clock_skew), fields)
+            return False
         if isinstance(job, EventsEnvelope):  # forward_events_down on the MoM
             self.counters.inc("events_received", fire_down(self.bus, job, now, self.settings.clock_skew))
-            return
+            return True
         if not job.addressed_to(self.dc):
             # Addressed to other DCs: not run, not claimed, not acked (the MoM does not wait for us).
             self.counters.inc("jobs_not_addressed")
             log.debug("redis_syndic: job %s is for DC(s) %s, not %s; skipped", job.jid, ", ".join(job.dcs or ()), self.dc)
-            return
+            return True
         # The unit of dedupe is the sub-job: Salt's batch mode publishes each sub-batch under the
         # same jid with its own minion list; a replayed or re-sent entry has the same signed load.
         is_new, status = self.ledger.claim(job.jid, job.origin, job_identity(job.load))
@@ -167,6 +209,7 @@ class JobConsumer:
             self._recover(job)
         else:
             self._duplicate(job, status)
+        return True
 
     def _admit(self, entry_id: str, job: JobEnvelope, now: float) -> None:
         settle = intake.admit(job, self.dc, self._row_sub(job), entry_id, now, self.settings.clock_skew,
@@ -247,8 +290,10 @@ class JobConsumer:
         self.wake_uplink.set()
 
     def reject(self, entry_id: str, rej: RejectedEntry, fields: Mapping[Any, Any]) -> None:
-        # Keyed by entry: each hostile entry is logged once (operators and tests match its id).
+        # Keyed by entry: each hostile entry is logged once (operators and tests match its id);
+        # entries far ahead of the clock share one key (ids are the attacker's to choose).
+        log_key = "reject:id_ahead" if rej.reason == "id_ahead" else f"reject:{entry_id}"
         Rejections(self.counters, self.deadletters, self.bus.fire, self._rl, f"dc:{self.dc}").reject(
-            rej, fields, {"dc": self.dc, "entry_id": entry_id}, log_key=f"reject:{entry_id}", entry_id=entry_id,
+            rej, fields, {"dc": self.dc, "entry_id": entry_id}, log_key=log_key, entry_id=entry_id,
             count=("jobs_rejected",), msg="redis_syndic: rejected job stream entry %s on DC %s: %s (dead-lettered, not run)",
             args=(entry_id, self.dc, rej))
