@@ -127,8 +127,8 @@ class JobConsumer:
         elif verified and step.ahead:
             self.counters.inc("stream_ids_ahead")
             self._rl.log(logging.WARNING, "ahead", "redis_syndic: job stream entry %s is %.0fs ahead of DC %s's clock "
-                         "(clock_skew %.0fs): handled, but the cursor stays at %s; entries with ids like this are "
-                         "written with explicit ids, not by a MoM", entry_id, step.ahead, self.dc,
+                         "(clock_skew %.0fs): handled, but the cursor stays at %s (an entry added with an explicit id "
+                         "pushed the stream's ids ahead, or Redis's clock is ahead)", entry_id, step.ahead, self.dc,
                          self.settings.clock_skew, self.position.cursor)
 
     def check_reset(self, stream: JobStream) -> None:
