@@ -5,7 +5,10 @@ reads spool files oldest first, fills in returns that were too big for the event
 job cache, packs many messages per Redis list item, pushes them per destination MoM in one
 round trip, and deletes the files only after Redis accepted them.  Each pushed batch is
 numbered and kept in the DC ledger until its MoM confirms it (:mod:`.confirm`),
-so batches Redis loses are pushed again.
+so batches Redis loses are pushed again.  The decisions are elsewhere, from values: what one
+round takes (:mod:`.batching`), when periodic work is due and the stream lag
+(:mod:`.heartbeat`), what to push again (:mod:`.confirm`), spool alarms (:mod:`.spool_watch`);
+this module does the I/O.
 """
 
 from __future__ import annotations
