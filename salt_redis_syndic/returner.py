@@ -9,7 +9,7 @@ from .config import Settings, load_settings
 from .errors import ConfigError, SpoolError
 from .events.forwarding import EventForwarder, unfiltered_globs
 from .returns.relay import ack_extensions
-from .returns.shipper import returns_to_spool
+from .returns.spooling import returns_to_spool
 from .runtime import RateLimitedLog
 from .state.ledger import DcLedger, ledger_file
 from .state.spool import Spool

@@ -18,9 +18,9 @@ from typing import Any, Protocol
 from ..errors import RejectedEntry
 from ..runtime import write_atomic
 from ..security.names import NAME_RE
-from ..security.signing import Signer, Verifier
+from ..security.signing import Signer
 from ..wire.codec import MINION_RE
-from ..wire.keyorders import ACTIONS, KeyCommand, decode_command
+from ..wire.keyorders import ACTIONS, KeyCommand
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,12 @@ class SeenOrders:
         write_atomic(self.path, json.dumps({"cursor": self.cursor, "ids": self.ids}).encode("ascii"))
 
 
-def carry_out(raw: Any, dc: str, verifier: Verifier, seen: SeenOrders, actions: KeyActions, now: float,
-              skew: float, max_bytes: int) -> KeyCommand:
-    """Check one order and carry it out; raises :class:`RejectedEntry` when it must not run."""
-    cmd, kid = decode_command(raw, verifier, max_bytes)
+def carry_out(cmd: KeyCommand, kid: str, dc: str, seen: SeenOrders, actions: KeyActions, now: float,
+              skew: float) -> KeyCommand:
+    """Check one verified order (``wire/keyorders.decode_command``) and carry it out.
+
+    Raises :class:`RejectedEntry` when it must not run.
+    """
     if cmd.dc != dc:
         raise RejectedEntry("not_for_this_dc", f"key order {cmd.id} is for DC {cmd.dc}")
     if cmd.id in seen.ids:

@@ -1,12 +1,11 @@
-"""DC master role: job stream -> verify, dedupe, expiry, policy -> local publish -> ack upward.
+"""DC master role, the ``jobs`` loop: job stream -> verify, claim -> local publish -> ack upward.
 
-Two loops run in the engine process:
-
-* ``jobs``: reads the job stream from a durable cursor, verifies each entry, claims its jid in
-  the ledger (never published twice, even across restarts), publishes it into the local master
-  with the MoM's jid and id, and spools an ack naming the targeted minions.
-* ``uplink``: ships the spool (acks from here, returns from the returner) to Redis; see
-  :mod:`salt_redis_syndic.returns.shipper`.
+It reads the job stream from a durable cursor, verifies each entry (``wire/jobs.decode_entry``),
+claims its sub-job in the ledger (never published twice, even across restarts), publishes it
+into the local master with the MoM's jid and id, and spools an ack naming the targeted minions.
+What to do with each job is decided in :mod:`.intake`, where the loop stands in the stream in
+:mod:`.stream_position`; this module does the I/O.  The spool goes up in the ``uplink`` loop
+(:mod:`salt_redis_syndic.returns.shipper`).
 """
 
 from __future__ import annotations
@@ -30,11 +29,13 @@ from ..state.rejections import Rejections
 from ..state.spool import Spool
 from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
-from ..transport.stream import JobStream, stream_id_key
+from ..transport.stream import JobStream
 from ..wire.jobs import EventsEnvelope, JobEnvelope, decode_entry
-from ..wire.subjobs import job_identity, saved_load_is
-from ..wire.tags import job_event_tag
+from ..wire.streamids import parse_stream_id
+from ..wire.subjobs import job_identity
 from ..wire.uplink import Ack
+from . import intake
+from .stream_position import GapWatch, StreamCursor, poisoned
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +70,21 @@ class JobConsumer:
         self.payload_key = load_payload_key(settings.payload_key, "payload_key") if settings.payload_key else None
         self.policy = Policy.from_settings(settings)
         self.keys = Keys(settings.namespace)
-        self.cursor = ledger.cursor(default="")
+        self.position = StreamCursor(ledger.cursor(default=""), settings.clock_skew)
         self.joined_at = ledger.joined_at()
-        self._reacked: dict[tuple[str, str], float] = {}
+        self.reacks = intake.ReackThrottle(settings.reconcile_interval)
+        self.gaps = GapWatch()
         self._next_prune = 0.0
-        self._next_gap_check = 0.0
-        self._gap_reported: str | None = None
         self._rl = RateLimitedLog(log)
+
+    @property
+    def cursor(self) -> str:
+        """The durable cursor: after the last entry that verified and was not ahead of the clock."""
+        return self.position.cursor
+
+    @cursor.setter
+    def cursor(self, value: str) -> None:
+        self.position = StreamCursor(value, self.settings.clock_skew)
 
     # -- loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -88,11 +97,13 @@ class JobConsumer:
                 if not self.cursor:
                     # A DC that never read the stream starts at its end: joining the estate must
                     # not replay the last job_ttl worth of jobs.
-                    self.cursor = stream.last_id()
-                    self.ledger.set_cursor(self.cursor)
-                    log.info("redis_syndic: DC %s starts reading the job stream after %s", self.dc, self.cursor)
+                    self.ledger.set_cursor(self.position.start(stream.last_id(), time.time()))
+                    log.info("redis_syndic: DC %s starts reading the job stream after %s", self.dc,
+                             self.position.read_from)
                 self.check_gap(stream)
-                entries = stream.read(self.cursor, count=100, block_ms=self.settings.block_ms)
+                entries = stream.read(self.position.read_from, count=100, block_ms=self.settings.block_ms)
+                if not entries:
+                    self.check_reset(stream)
                 if backoff.failing:
                     log.warning("redis_syndic: job stream reachable again at %s", read_settings.safe_url)
                 backoff.reset()
@@ -105,10 +116,34 @@ class JobConsumer:
             for entry_id, fields in entries:
                 if self.stop.is_set():
                     return
-                self.handle(entry_id, fields)
-                self.cursor = entry_id
-                self.ledger.set_cursor(entry_id)
+                self.passed(entry_id, self.handle(entry_id, fields))
             self.prune()
+
+    def passed(self, entry_id: str, verified: bool) -> None:
+        """Entry ``entry_id`` was handled: the cursor on disk follows it only if it verified and is not ahead."""
+        step = self.position.passed(entry_id, verified, time.time())
+        if step.moved:
+            self.ledger.set_cursor(self.position.cursor)
+        elif verified and step.ahead:
+            self.counters.inc("stream_ids_ahead")
+            self._rl.log(logging.WARNING, "ahead", "redis_syndic: job stream entry %s is %.0fs ahead of DC %s's clock "
+                         "(clock_skew %.0fs): handled, but the cursor stays at %s (an entry added with an explicit id "
+                         "pushed the stream's ids ahead, or Redis's clock is ahead)", entry_id, step.ahead, self.dc,
+                         self.settings.clock_skew, self.position.cursor)
+
+    def check_reset(self, stream: JobStream) -> None:
+        """After an empty read: a stream whose newest id is below our read position was reset; read it again."""
+        rewind = self.position.check(stream.last_id())
+        if rewind is None:
+            return
+        self.ledger.set_cursor(self.position.cursor)
+        self.counters.inc("stream_resets")
+        log.warning("redis_syndic: the job stream's newest entry %s is before DC %s's read position %s (the stream "
+                    "was deleted or recreated, or an entry far ahead of the clock moved the position): reading again "
+                    "from %s; jobs already handled are not run twice", rewind.last, self.dc, rewind.was,
+                    rewind.read_from)
+        self.bus.fire({"dc": self.dc, "stream": stream.key, "last": rewind.last, "was": rewind.was,
+                       "read_from": rewind.read_from}, f"redis_syndic/stream/{self.dc}/reset")
 
     def check_gap(self, stream: JobStream, force: bool = False) -> None:
         """Say so, once per gap, when the stream now starts after our cursor (checked every minute unless ``force``).
@@ -116,14 +151,11 @@ class JobConsumer:
         Entries between the two were trimmed (``stream_maxlen``) or lost by Redis before this
         DC read them; the MoM appends again the unexpired jobs this DC does not acknowledge.
         """
-        now = time.monotonic()
-        if now < self._next_gap_check and not force:
+        if not self.gaps.due(time.monotonic(), force):
             return
-        self._next_gap_check = now + 60
         first = stream.first_id()
-        if first is None or stream_id_key(first) <= stream_id_key(self.cursor) or first == self._gap_reported:
+        if not self.gaps.gap(first, self.cursor):
             return
-        self._gap_reported = first
         self.counters.inc("stream_gaps")
         log.warning("redis_syndic: the job stream now starts at %s, after DC %s's cursor %s: entries it had not read "
                     "may have been trimmed (stream_maxlen) or lost by Redis; the MoM sends unexpired jobs again "
@@ -146,40 +178,46 @@ class JobConsumer:
             log.info("redis_syndic: DC %s forgot %d settled job(s) older than %.0fs", self.dc, forgotten, horizon)
 
     # -- one entry -------------------------------------------------------------------------
-    def handle(self, entry_id: str, fields: Mapping[Any, Any]) -> None:
+    def handle(self, entry_id: str, fields: Mapping[Any, Any]) -> bool:
+        """Handle one stream entry; True when it verified (signed by a trusted key, well formed)."""
         now = time.time()
+        try:
+            sid = parse_stream_id(entry_id)
+        except RejectedEntry as rej:
+            self.reject(entry_id, rej, fields)
+            return False
         try:
             job = decode_entry(fields, self.verifier, self.settings.max_entry_bytes, now, self.settings.clock_skew,
                                dc=self.dc, payload_key=self.payload_key)
         except RejectedEntry as rej:
-            self.reject(entry_id, rej, fields)
-            return
+            self.reject(entry_id, poisoned(rej, sid, now, self.settings.clock_skew), fields)
+            return False
         if isinstance(job, EventsEnvelope):  # forward_events_down on the MoM
             self.counters.inc("events_received", fire_down(self.bus, job, now, self.settings.clock_skew))
-            return
+            return True
         if not job.addressed_to(self.dc):
             # Addressed to other DCs: not run, not claimed, not acked (the MoM does not wait for us).
             self.counters.inc("jobs_not_addressed")
             log.debug("redis_syndic: job %s is for DC(s) %s, not %s; skipped", job.jid, ", ".join(job.dcs or ()), self.dc)
-            return
+            return True
         # The unit of dedupe is the sub-job: Salt's batch mode publishes each sub-batch under the
         # same jid with its own minion list; a replayed or re-sent entry has the same signed load.
         is_new, status = self.ledger.claim(job.jid, job.origin, job_identity(job.load))
-        if not is_new:
-            if status == "pending":
-                self._recover(job)
-            else:
-                self._duplicate(job, status)
-            return
-        if job.is_expired(now, self.settings.clock_skew):
-            self._expired(entry_id, job, now)
-            return
-        if job.issued_at < self.joined_at - self.settings.clock_skew:
-            self._before_join(job)
-            return
-        if self._refused(entry_id, job):
-            return
-        self._publish(job)
+        if is_new:
+            self._admit(entry_id, job, now)
+        elif status == "pending":
+            self._recover(job)
+        else:
+            self._duplicate(job, status)
+        return True
+
+    def _admit(self, entry_id: str, job: JobEnvelope, now: float) -> None:
+        settle = intake.admit(job, self.dc, self._row_sub(job), entry_id, now, self.settings.clock_skew,
+                              self.joined_at, self.policy)
+        if settle is None:
+            self._publish(job)
+        else:
+            self._settle(job, settle)
 
     def _publish(self, job: JobEnvelope) -> None:
         from ..salt_adapter import (
@@ -190,28 +228,17 @@ class JobConsumer:
         while not self.stop.is_set():
             try:
                 minions = self.publisher.publish(job.load, job.origin, self.settings.publish_timeout)
-                break
             except PublishFailed as err:
                 if err.retryable and not job.is_expired(time.time(), self.settings.clock_skew):
-                    self._rl.log(logging.WARNING, "publish", "redis_syndic: local master did not take job %s yet (%s); retrying",
-                                 job.jid, err)
+                    self._rl.log(logging.WARNING, "publish", "redis_syndic: local master did not take job %s yet (%s); "
+                                 "retrying", job.jid, err)
                     self.stop.wait(backoff.next())
                     continue
-                log.error("redis_syndic: local master refused job %s (%s): reported as failed", job.jid, err)
-                self.counters.inc("jobs_failed")
-                sub = self._row_sub(job)
-                self._send_ack(Ack(job.jid, self.dc, "failed", reason=str(err)[:300], sub=sub), job.origin)
-                self.ledger.mark(job.jid, "failed", sub=sub)
+                self._settle(job, intake.failed(job, self.dc, self._row_sub(job), str(err)))
                 return
-        else:
-            return  # stopping: the claim stays 'pending' and is resolved at the next start
-        self.counters.inc("jobs_published")
-        log.info("redis_syndic: published job %s (%s) from %s to %d minion(s) on DC %s",
-                 job.jid, job.load.get("fun"), job.origin, len(minions), self.dc)
-        # relay: this DC is also a MoM for DCs below; their minions follow in ack extensions.
-        sub = self._row_sub(job)
-        self._send_ack(Ack(job.jid, self.dc, "published", minions=minions, more=self.settings.relay, sub=sub), job.origin)
-        self.ledger.mark(job.jid, "published", minions, sub=sub)
+            self._settle(job, intake.published(job, self.dc, self._row_sub(job), minions, self.settings.relay))
+            return
+        # stopping: the claim stays 'pending' and is resolved at the next start
 
     def _row_sub(self, job: JobEnvelope) -> str:
         """The ledger row that settles ``job``: its sub-job's, or a whole-jid row from before sub-jobs."""
@@ -219,91 +246,54 @@ class JobConsumer:
         record = self.ledger.get(job.jid, sub)
         return record.sub if record is not None else sub
 
+    def _settle(self, job: JobEnvelope, settle: intake.Settle) -> None:
+        log.log(settle.level, "%s", settle.message)
+        if settle.counter:
+            self.counters.inc(settle.counter)
+        if settle.event is not None:
+            tag, data = settle.event
+            self.bus.fire(data, tag)
+        self._send_ack(settle.ack, job.origin)
+        self.ledger.mark(job.jid, settle.status, settle.ack.minions if settle.status == "published" else None,
+                         sub=settle.ack.sub)
+
     def _duplicate(self, job: JobEnvelope, status: str) -> None:
         """A jid handled before (replayed, or re-sent by a MoM that lacks our ack): ack again, never run."""
         self.counters.inc("jobs_duplicate")
         sub = job_identity(job.load)
-        now = time.monotonic()
-        if now - self._reacked.get((job.jid, sub), float("-inf")) < self.settings.reconcile_interval:
+        if not self.reacks.due(job.jid, sub, time.monotonic()):
             return  # a replay flood must not become an ack flood
-        if len(self._reacked) > 10_000:
-            self._reacked = {j: t for j, t in self._reacked.items() if now - t < self.settings.reconcile_interval}
-        self._reacked[(job.jid, sub)] = now
         record = self.ledger.get(job.jid, sub)
         log.info("redis_syndic: job %s already handled on DC %s (%s); not publishing again, acknowledging again",
                  job.jid, self.dc, status)
-        # A whole-jid record (from before sub-jobs) answers with a whole-jid ack, as it did then.
-        acked_sub = record.sub if record else sub
-        if status == "published":
-            ack = Ack(job.jid, self.dc, "published", minions=record.minions if record else [],
-                      more=self.settings.relay, sub=acked_sub)
-        else:
-            ack = Ack(job.jid, self.dc, "skipped" if status == "before_join" else status,
-                      reason=f"{status} on DC {self.dc} (acknowledged again)", sub=acked_sub)
+        ack = intake.again(job, self.dc, status, record.sub if record else sub, record.minions if record else [],
+                           self.settings.relay)
         self._send_ack(ack, job.origin)
-
-    def _before_join(self, job: JobEnvelope) -> None:
-        """A job issued before this DC engine first ran (re-sent for other DCs): not ours to run."""
-        log.info("redis_syndic: job %s was issued before DC %s joined; not run here", job.jid, self.dc)
-        self.counters.inc("jobs_skipped")
-        sub = self._row_sub(job)
-        self._send_ack(Ack(job.jid, self.dc, "skipped", reason=f"issued before DC {self.dc} joined", sub=sub), job.origin)
-        self.ledger.mark(job.jid, "before_join", sub=sub)
 
     def _recover(self, job: JobEnvelope) -> None:
         """A previous run crashed between claiming and settling this job: did it publish?"""
         sub = self._row_sub(job)
-        load = self.cache.get_load(job.jid)
-        # The master keeps one saved load per jid: with several sub-jobs (a batch), it is the
-        # last one published, which is this one only if its target is this one's.
-        if load and (self.ledger.subs_of(job.jid) == [sub] or saved_load_is(load, job.load)):
-            minions = sorted(load.get("Minions") or load.get("minions") or [])
-            log.warning("redis_syndic: job %s was published before a restart; re-sending its ack", job.jid)
-            self._send_ack(Ack(job.jid, self.dc, "published", minions=minions, more=self.settings.relay, sub=sub),
-                           job.origin)
-            self.ledger.mark(job.jid, "published", minions, sub=sub)
-        elif job.is_expired(time.time(), self.settings.clock_skew):
-            self._expired("", job, time.time())
-        elif not self._refused("", job):
+        settle = intake.recovered(job, self.dc, sub, self.cache.get_load(job.jid), self.ledger.subs_of(job.jid),
+                                  self.settings.relay)
+        if settle is not None:
+            self._settle(job, settle)
+            return
+        settle = intake.admit(job, self.dc, sub, "", time.time(), self.settings.clock_skew, float("-inf"), self.policy)
+        if settle is not None:
+            self._settle(job, settle)
+        else:
             log.warning("redis_syndic: job %s was claimed but never published before a restart; publishing it now", job.jid)
             self._publish(job)
-
-    def _expired(self, entry_id: str, job: JobEnvelope, now: float) -> None:
-        age = now - job.expires_at
-        log.warning("redis_syndic: job %s (%s) from %s expired %.0fs ago; not run on DC %s",
-                    job.jid, job.load.get("fun"), job.origin, age, self.dc)
-        self.counters.inc("jobs_expired")
-        self.bus.fire({"jid": job.jid, "dc": self.dc, "fun": job.load.get("fun"), "expired_for": age,
-                       "entry_id": entry_id}, job_event_tag(job.jid, "expired"))
-        sub = self._row_sub(job)
-        self._send_ack(Ack(job.jid, self.dc, "expired", reason=f"expired {age:.0f}s before it reached DC {self.dc}", sub=sub),
-                       job.origin)
-        self.ledger.mark(job.jid, "expired", sub=sub)
-
-    def _refused(self, entry_id: str, job: JobEnvelope) -> bool:
-        """Apply this DC's policy (allow/deny functions and targets); a refused job is reported, never run."""
-        reason = self.policy.check(job.load)
-        if reason is None:
-            return False
-        fun, tgt, tgt_type = job.load.get("fun"), job.load.get("tgt"), job.load.get("tgt_type", "glob")
-        log.warning("redis_syndic: job %s (%s on %s %r) from %s refused by the policy of DC %s: %s; not run",
-                    job.jid, fun, tgt_type, tgt, job.origin, self.dc, reason)
-        self.counters.inc("jobs_refused")
-        self.bus.fire({"jid": job.jid, "dc": self.dc, "fun": fun, "tgt": tgt, "tgt_type": tgt_type,
-                       "reason": reason, "entry_id": entry_id}, job_event_tag(job.jid, "refused"))
-        sub = self._row_sub(job)
-        self._send_ack(Ack(job.jid, self.dc, "refused", reason=f"DC {self.dc} policy: {reason}"[:300], sub=sub), job.origin)
-        self.ledger.mark(job.jid, "refused", sub=sub)
-        return True
 
     def _send_ack(self, ack: Ack, mom: str) -> None:
         self.spool.append([{**ack.to_wire(), "mom": dest} for dest in destinations(self.settings, mom)])
         self.wake_uplink.set()
 
     def reject(self, entry_id: str, rej: RejectedEntry, fields: Mapping[Any, Any]) -> None:
-        # Keyed by entry: each hostile entry is logged once (operators and tests match its id).
+        # Keyed by entry: each hostile entry is logged once (operators and tests match its id);
+        # entries far ahead of the clock share one key (ids are the attacker's to choose).
+        log_key = "reject:id_ahead" if rej.reason == "id_ahead" else f"reject:{entry_id}"
         Rejections(self.counters, self.deadletters, self.bus.fire, self._rl, f"dc:{self.dc}").reject(
-            rej, fields, {"dc": self.dc, "entry_id": entry_id}, log_key=f"reject:{entry_id}", entry_id=entry_id,
+            rej, fields, {"dc": self.dc, "entry_id": entry_id}, log_key=log_key, entry_id=entry_id,
             count=("jobs_rejected",), msg="redis_syndic: rejected job stream entry %s on DC %s: %s (dead-lettered, not run)",
             args=(entry_id, self.dc, rej))
-

@@ -52,6 +52,8 @@ COUNTERS: tuple[Metric, ...] = (
     Metric("jobs_recovered", "jobs_recovered", "Jobs published while the MoM engine was down, sent from the job cache at its start.", ("mom",)),
     Metric("jobs_unrecoverable", "jobs_unrecoverable", "Jobs published while the MoM engine was down that could not be replayed safely.", ("mom",)),
     Metric("stream_gaps", "stream_gaps", "Times the job stream started after this DC's cursor (entries trimmed or lost unread).", ("dc",)),
+    Metric("stream_resets", "stream_resets", "Times a stream's newest id was before this DC's read position (deleted, recreated, or poisoned): read again from the cursor.", ("dc",)),
+    Metric("stream_ids_ahead", "stream_ids_ahead", "Verified job stream entries whose id is ahead of this DC's clock: handled, the cursor not moved.", ("dc",)),
     Metric("batches_resent", "batches_resent", "Uplink batches this DC pushed again because Redis lost them (reconciliation).", ("dc",)),
     Metric("batches_unconfirmed_dropped", "batches_unconfirmed_dropped", "Unconfirmed uplink batch copies dropped after resend_window.", ("dc",)),
 )

@@ -132,3 +132,14 @@ class ResendPlanner:
         if probe:
             self._last_probe[mom] = now
         return ResendPlan(confirm.done_upto, resend, probe)
+
+
+def ranges(seqs: list[int]) -> str:
+    """``1-3,7`` for [1, 2, 3, 7]: log lines stay short when many batches were lost."""
+    out: list[tuple[int, int]] = []
+    for seq in sorted(seqs):
+        if out and out[-1][1] == seq - 1:
+            out[-1] = (out[-1][0], seq)
+        else:
+            out.append((seq, seq))
+    return ",".join(f"{a}-{b}" if a != b else f"{a}" for a, b in out)

@@ -1,12 +1,14 @@
-"""DC -> MoM: the returner spools, the DC engine ships the spool to Redis in batches.
+"""DC -> MoM: the DC engine ships the spool to Redis in batches.
 
-``spool_returns`` runs inside Salt's EventReturn process: it only filters events and appends
-them to the local spool (bounded time, never raises).  ``Shipper`` runs in the DC engine: it
+The returner fills the spool (:mod:`.spooling`).  ``Shipper`` runs in the DC engine: it
 reads spool files oldest first, fills in returns that were too big for the event bus from the
 job cache, packs many messages per Redis list item, pushes them per destination MoM in one
 round trip, and deletes the files only after Redis accepted them.  Each pushed batch is
-numbered and kept in the DC ledger until its MoM confirms it (:mod:`salt_redis_syndic.confirm`),
-so batches Redis loses are pushed again.
+numbered and kept in the DC ledger until its MoM confirms it (:mod:`.confirm`),
+so batches Redis loses are pushed again.  The decisions are elsewhere, from values: what one
+round takes (:mod:`.batching`), when periodic work is due and the stream lag
+(:mod:`.heartbeat`), what to push again (:mod:`.confirm`), spool alarms (:mod:`.spool_watch`);
+this module does the I/O.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
-from ..config import Settings, destinations
+from ..config import Settings
 from ..errors import RejectedEntry
 from ..runtime import Backoff, Counters, Gauges, RateLimitedLog
 from ..runtime import FireBus as Bus  # the name the constructor uses
@@ -28,84 +30,20 @@ from ..state.rejections import Rejections
 from ..state.spool import Spool, SpoolFile
 from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
-from ..transport.stream import JobStream, id_millis
+from ..transport.stream import JobStream
 from ..wire.confirm import read_confirm
 from ..wire.sealed import seal, wrap
 from ..wire.status import DcStatus
-from ..wire.tags import RET_TAG
-from ..wire.uplink import batch_aad, encode_batch, is_trimmed
-from .confirm import ResendPlanner
+from ..wire.uplink import batch_aad, encode_batch
+from .batching import FILL, WAIT, Round, trimmed
+from .confirm import ResendPlanner, ranges
+from .heartbeat import Every, stream_lag
+from .spool_watch import SpoolWatch
 
 log = logging.getLogger(__name__)
 
-TRIMMED_WAIT = 30.0  # seconds to wait for the job cache to hold a return trimmed on the bus
-
-
-def returns_to_spool(events: Iterable[Mapping[str, Any]], settings: Settings,
-                     origin_of: Callable[[str], str | None] = lambda jid: None) -> list[dict[str, Any]]:
-    """Uplink messages for the returns of bridged jobs among EventReturn ``events``.
-
-    A return belongs to a bridged job when the DC ledger knows its jid (``origin_of`` names
-    the MoM it came from; the DC engine records the jid before publishing it).  The
-    ``master_id`` Salt puts in a return is only a fallback: Salt drops it from jobs that ran
-    from the minion's state queue (``queue=True``).
-    """
-    out = []
-    for event in events:
-        match = RET_TAG.match(str(event.get("tag", "")))
-        data = event.get("data")
-        if not match or not isinstance(data, dict):
-            continue
-        jid, minion = match.group("jid", "minion")
-        mom = origin_of(jid) or data.get("master_id")
-        if not isinstance(mom, str) or not mom or mom == settings.master_id:
-            continue
-        load = {k: v for k, v in data.items() if k != "_stamp"}
-        for dest in destinations(settings, mom):
-            msg: dict[str, Any] = {"t": "ret", "jid": jid, "dc": settings.dc, "id": minion, "load": load,
-                                   "mom": dest, "spooled_at": time.time()}
-            if is_trimmed(data):
-                msg["trimmed"] = True
-            out.append(msg)
-    return out
-
-
-
-
 class ReturnLookup(Protocol):
     def get_return(self, jid: str, minion: str) -> dict[str, Any] | None: ...
-
-
-class SpoolWatch:
-    """Spool depth samples -> ``growing`` / ``drained`` transitions for operators.
-
-    ``growing`` when the depth is at or above ``threshold`` on two samples in a row (a file
-    caught between its write and its shipment is not an outage), at most once per
-    ``interval`` (a spool that keeps filling and draining does not flood the bus), then
-    ``drained`` once it is back to 0.  In between the spool counts as growing whatever its depth.
-    """
-
-    def __init__(self, threshold: int, interval: float = 60.0) -> None:
-        self.threshold = threshold
-        self.interval = interval
-        self.growing = False
-        self._last_growing = float("-inf")
-        self._above = False
-
-    def observe(self, depth: int, now: float) -> str | None:
-        if self.growing:
-            if depth == 0:
-                self.growing = False
-                return "drained"
-            return None
-        above = depth >= self.threshold
-        confirmed = above and self._above  # above on the previous sample too
-        self._above = above
-        if confirmed and now - self._last_growing >= self.interval:
-            self.growing = True
-            self._last_growing = now
-            return "growing"
-        return None
 
 
 class Shipper:
@@ -122,7 +60,7 @@ class Shipper:
         self.deadletters = deadletters
         self.verifier = Verifier(settings.trusted_keys)
         self.planner = ResendPlanner(settings.reconcile_interval)
-        self._next_reconcile = 0.0
+        self.reconciles = Every(min(settings.heartbeat_interval, settings.reconcile_interval))
         self.payload_key = load_payload_key(settings.payload_key, "payload_key") if settings.payload_key else None
         self.settings = settings
         self.dc = settings.dc
@@ -139,8 +77,8 @@ class Shipper:
         self.bus = bus
         self.spool_watch = SpoolWatch(settings.spool_warn_depth)
         self._rl = RateLimitedLog(log)
-        self._next_heartbeat = 0.0
-        self._next_watch = 0.0
+        self.heartbeats = Every(settings.heartbeat_interval)
+        self.watches = Every(settings.heartbeat_interval)
 
     def run(self) -> None:
         client = make_client(self.settings.redis)
@@ -172,40 +110,29 @@ class Shipper:
         files = self.spool.pending(limit=max(1, self.settings.batch_max_messages))
         if not files:
             return 0
-        taken: list[SpoolFile] = []
-        by_mom: dict[str, list[dict[str, Any]]] = {}
-        size = 0
-        count = 0
+        batch: Round[SpoolFile] = Round(self.settings.batch_max_messages, self.settings.batch_max_bytes)
         for item in files:
             messages = self.spool.read(item)
             if messages is None:
                 continue
             if not self._complete(messages):
                 break  # a trimmed return not yet in the job cache: keep order, try again shortly
-            taken.append(item)
-            for msg in messages:
-                mom = msg.pop("mom", None)
-                msg.pop("spooled_at", None)
-                if not isinstance(mom, str) or not mom:
-                    log.error("redis_syndic: spool message without destination dropped: %.200r", msg)
-                    continue
-                by_mom.setdefault(mom, []).append(msg)
-                count += 1
-            size += item.size
-            if count >= self.settings.batch_max_messages or size >= self.settings.batch_max_bytes:
+            if batch.add(item, item.size, messages):
                 break
-        if by_mom:
-            sealed = [(mom, *self._seal(mom, messages)) for mom, messages in by_mom.items()]
+        for msg in batch.dropped:
+            log.error("redis_syndic: spool message without destination dropped: %.200r", msg)
+        if batch.by_mom:
+            sealed = [(mom, *self._seal(mom, messages)) for mom, messages in batch.by_mom.items()]
             pipe = client.pipeline(transaction=False)
             for mom, _seq, raw in sealed:
                 pipe.lpush(self.keys.uplink(mom), raw)
             pipe.execute()
             self.ledger.record_sent(sealed)  # kept until the MoM confirms it has them
-        self.spool.remove(taken)
-        self.counters.inc("uplink_messages", count)
-        self.counters.inc("returns_forwarded", sum(1 for ms in by_mom.values() for m in ms if m.get("t") == "ret"))
-        self.counters.inc("events_forwarded", sum(1 for ms in by_mom.values() for m in ms if m.get("t") == "ev"))
-        return count
+        self.spool.remove(batch.taken)
+        self.counters.inc("uplink_messages", batch.count)
+        self.counters.inc("returns_forwarded", batch.kinds("ret"))
+        self.counters.inc("events_forwarded", batch.kinds("ev"))
+        return batch.count
 
     def _seal(self, mom: str, messages: list[dict[str, Any]]) -> tuple[int, bytes]:
         """One numbered, signed (and optionally encrypted) uplink item for ``mom``."""
@@ -218,10 +145,8 @@ class Shipper:
     def reconcile(self, client: Any) -> None:
         """:meth:`reconcile_now` every heartbeat (or ``reconcile_interval`` when shorter)."""
         now = time.time()
-        if now < self._next_reconcile:
-            return
-        self._next_reconcile = now + min(self.settings.heartbeat_interval, self.settings.reconcile_interval)
-        self.reconcile_now(client, now)
+        if self.reconciles.due(now):
+            self.reconcile_now(client, now)
 
     def reconcile_now(self, client: Any, now: float) -> None:
         """Read each MoM's confirmation; forget what it has, push again what Redis lost."""
@@ -251,7 +176,7 @@ class Shipper:
             if plan.resend:
                 self.counters.inc("batches_resent", len(plan.resend))
                 log.warning("redis_syndic: MoM %s never received uplink batch(es) %s of DC %s (lost in Redis); "
-                            "sent again", mom, _ranges(plan.resend), self.dc)
+                            "sent again", mom, ranges(plan.resend), self.dc)
                 self._fire({"dc": self.dc, "mom": mom, "seqs": plan.resend}, f"redis_syndic/uplink/{self.dc}/resent")
         dropped = self.ledger.expire_sent(now - self.settings.resend_window)
         if dropped:
@@ -273,22 +198,22 @@ class Shipper:
             if not msg.get("trimmed"):
                 continue
             full = self.cache.get_return(msg["jid"], msg["id"])
-            if full is None:
-                if time.time() - float(msg.get("spooled_at", 0)) < TRIMMED_WAIT:
-                    return False
+            decision = trimmed(msg, full, time.time())
+            if decision == WAIT:
+                return False
+            if decision == FILL:
+                msg["load"].update(full)
+                del msg["trimmed"]
+            else:
                 log.error("redis_syndic: whole return of %s for job %s not found in the job cache; sending it trimmed",
                           msg["id"], msg["jid"])
-                continue
-            msg["load"].update(full)
-            del msg["trimmed"]
         return True
 
     def watch_spool(self, force: bool = False) -> int | None:
         """Every heartbeat interval: spool depth gauge, and the growing/drained events."""
         now = time.monotonic()
-        if now < self._next_watch and not force:
+        if not self.watches.due(now, force):
             return None
-        self._next_watch = now + self.settings.heartbeat_interval
         depth = self.spool.depth()
         self.gauges.set("spool_depth", depth)
         change = self.spool_watch.observe(depth, now)
@@ -314,13 +239,11 @@ class Shipper:
 
     def heartbeat(self, client: Any) -> None:
         now = time.time()
-        if now < self._next_heartbeat:
+        if not self.heartbeats.due(now):
             return
-        self._next_heartbeat = now + self.settings.heartbeat_interval
-        stream = JobStream(client, self.keys.jobs, self.settings.stream_maxlen)
-        last = stream.last_id()
+        last = JobStream(client, self.keys.jobs, self.settings.stream_maxlen).last_id()
         cursor = self.cursor() or "0-0"
-        lag = max(0.0, (id_millis(last) - id_millis(cursor)) / 1000.0)
+        lag = stream_lag(last, cursor)
         depth = self.spool.depth()
         minions = self.minion_count()
         self.gauges.set("stream_lag_seconds", lag)
@@ -334,15 +257,3 @@ class Shipper:
         pipe.set(self.keys.dckey(self.dc), self.signer.public_pem)  # announced; trusted only once accepted
         pipe.sadd(self.keys.dcs, self.dc)
         pipe.execute()
-
-
-
-def _ranges(seqs: list[int]) -> str:
-    """``1-3,7`` for [1, 2, 3, 7]: log lines stay short when many batches were lost."""
-    out: list[tuple[int, int]] = []
-    for seq in sorted(seqs):
-        if out and out[-1][1] == seq - 1:
-            out[-1] = (out[-1][0], seq)
-        else:
-            out.append((seq, seq))
-    return ",".join(f"{a}-{b}" if a != b else f"{a}" for a, b in out)

@@ -113,3 +113,27 @@ def test_key_management_is_off_by_default(tmp_path: Path, redis_server) -> None:
     assert mom.key_management is False
     with pytest.raises(ConfigError, match="key_management"):
         send(mom, "east", "accept", "east-new", by="bob")
+
+
+def test_a_max_id_entry_does_not_hide_later_orders_nor_survive_the_stream_being_recreated(world, redis_server) -> None:
+    mom, dc, estate, pki, deadletters = world
+    client = redis_server.client()
+    stream = Keys("redis_syndic").keycmd("east")
+    estate.tick(client, time.time())
+    # An attacker without the MoM's key adds an entry with the highest id but one.
+    client.xadd(stream, {"r": b"forged"}, id="18446744073709551615-0")
+    estate.tick(client, time.time())
+    assert [r["reason"] for r in deadletters.local()] == ["id_ahead"]
+    send(mom, "east", "accept", "east-new", by="alice")  # XADD *: after the forged entry
+    estate.tick(client, time.time())
+    assert scan_pki(str(pki))["east-new"] == "accepted"
+    assert estate.counters.snapshot()["key_orders"] == 1
+
+    # The operator deletes the poisoned stream; the next order opens a new one at the clock's time.
+    client.delete(stream)
+    send(mom, "east", "accept", "east-other", by="alice")
+    estate.tick(client, time.time())  # an empty read past the new stream's end: a reset, read again
+    estate.tick(client, time.time())
+    assert scan_pki(str(pki))["east-other"] == "accepted"
+    assert estate.counters.snapshot()["stream_resets"] == 1
+    assert estate.counters.snapshot()["key_orders"] == 2

@@ -19,7 +19,7 @@ from salt_redis_syndic.events.forwarding import (
     up_tag,
 )
 from salt_redis_syndic.returns.collector import Collector
-from salt_redis_syndic.returns.shipper import returns_to_spool
+from salt_redis_syndic.returns.spooling import returns_to_spool
 from salt_redis_syndic.runtime import Counters
 from salt_redis_syndic.security.dckeys import DcKeyring
 from salt_redis_syndic.security.signing import Signer

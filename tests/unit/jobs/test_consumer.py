@@ -249,3 +249,65 @@ def test_stream_starting_after_the_cursor_is_reported_once(env):
     env.consumer.check_gap(_Stream("2000-0"), force=True)  # the same gap: once
     assert [t for t, _ in env.bus.events] == ["redis_syndic/stream/east/gap"]
     assert env.counters.snapshot()["stream_gaps"] == 1
+
+
+# ------------------------------------------------------------------ cursor poisoning (ids)
+
+MAX = 18446744073709551615
+
+
+def test_an_unverified_entry_far_ahead_is_rejected_as_id_ahead_and_keeps_the_cursor(env):
+    env.consumer.cursor = "1000-0"
+    assert env.consumer.handle(f"{MAX}-0", {b"junk": b"x"}) is False
+    env.consumer.passed(f"{MAX}-0", False)
+    (letter,) = env.deadletters()
+    assert letter["reason"] == "id_ahead" and letter["entry_id"] == f"{MAX}-0" and "malformed" in letter["detail"]
+    assert [t for t, _ in env.bus.events] == ["redis_syndic/rejected/id_ahead"]
+    assert env.counters.snapshot()["rejected_id_ahead"] == 1
+    assert env.consumer.cursor == "1000-0" and env.ledger.cursor() != f"{MAX}-0"
+
+
+def test_a_genuine_job_after_a_poisoned_id_runs_but_does_not_move_the_cursor(env):
+    env.consumer.cursor = "1000-0"
+    assert env.consumer.handle(f"{MAX}-1", env.entry()) is True
+    env.consumer.passed(f"{MAX}-1", True)
+    assert len(env.publisher.calls) == 1
+    assert env.consumer.cursor == "1000-0"
+    assert env.counters.snapshot()["stream_ids_ahead"] == 1
+
+
+def test_a_verified_entry_moves_the_cursor_on_disk(env):
+    entry_id = f"{int(time.time() * 1000)}-0"
+    assert env.consumer.handle(entry_id, env.entry()) is True
+    env.consumer.passed(entry_id, True)
+    assert env.consumer.cursor == env.ledger.cursor() == entry_id
+    env.restart()
+    assert env.consumer.cursor == entry_id
+
+
+def test_a_malformed_entry_id_is_rejected(env):
+    assert env.consumer.handle("not-an-id", env.entry()) is False
+    assert env.publisher.calls == []
+    assert env.deadletters()[0]["reason"] == "malformed"
+
+
+class _Reset:
+    key = "redis_syndic:jobs"
+
+    def __init__(self, last):
+        self.last = last
+
+    def last_id(self):
+        return self.last
+
+
+def test_a_deleted_stream_is_read_again_from_its_start(env):
+    env.consumer.cursor = "1000-0"
+    env.consumer.passed(f"{MAX}-0", False)
+    env.consumer.check_reset(_Reset(f"{MAX}-0"))  # still there: nothing to do
+    assert env.bus.events == []
+    env.consumer.check_reset(_Reset("0-0"))
+    assert env.consumer.position.read_from == "0-0" and env.ledger.cursor() == "0-0"
+    ((tag, data),) = env.bus.events
+    assert tag == "redis_syndic/stream/east/reset" and data["was"] == f"{MAX}-0" and data["read_from"] == "0-0"
+    assert env.counters.snapshot()["stream_resets"] == 1

@@ -17,7 +17,8 @@ from salt_redis_syndic.config import KNOWN_OPTIONS, load_settings
 from salt_redis_syndic.errors import ConfigError
 from salt_redis_syndic.ops.metrics import COUNTERS, MetricsCollector, serve
 from salt_redis_syndic.returns.collector import Collector
-from salt_redis_syndic.returns.shipper import Shipper, SpoolWatch
+from salt_redis_syndic.returns.shipper import Shipper
+from salt_redis_syndic.returns.spool_watch import SpoolWatch
 from salt_redis_syndic.runtime import Counters, Gauges
 from salt_redis_syndic.security.dckeys import DcKeyring
 from salt_redis_syndic.security.signing import Signer

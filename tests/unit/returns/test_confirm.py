@@ -1,10 +1,11 @@
-"""UplinkTracker.due: when the MoM writes its uplink confirmations."""
+"""returns/confirm: when the MoM writes its uplink confirmations (UplinkTracker.due) and how a DC names
+the batches it pushes again (the planner: tests/unit/jobs/test_reconcile.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from salt_redis_syndic.returns.confirm import REWRITE_EVERY, UplinkTracker
+from salt_redis_syndic.returns.confirm import REWRITE_EVERY, UplinkTracker, ranges
 
 pytestmark = pytest.mark.unit
 
@@ -30,3 +31,8 @@ def test_every_confirmation_is_rewritten_periodically():
     t.due(100.0)
     assert t.due(101.5) == []  # nothing changed
     assert dcs(t.due(100.0 + REWRITE_EVERY)) == ["east", "west"]  # restores one Redis lost
+
+
+def test_resent_batches_are_logged_as_ranges():
+    assert ranges([7, 1, 3, 2]) == "1-3,7"
+    assert ranges([4]) == "4" and ranges([]) == ""

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from salt_redis_syndic.config import load_settings
-from salt_redis_syndic.returns.shipper import returns_to_spool
+from salt_redis_syndic.returns.spooling import returns_to_spool
 
 pytestmark = pytest.mark.unit
 
