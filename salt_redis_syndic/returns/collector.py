@@ -35,7 +35,7 @@ from ..transport.queue import UplinkQueue
 from ..transport.stream import JobStream
 from ..wire.announce import announced_key
 from ..wire.sealed import seal
-from ..wire.status import DcStatus, read_status
+from ..wire.status import DcStatus, read_status, registered_dcs
 from ..wire.subjobs import EXTENSION
 from ..wire.tags import dc_new_tag, job_event_tag
 from ..wire.uplink import Ack, Event, Return, read_batch
@@ -145,7 +145,7 @@ class Collector:
             return
         self._next_status = now + min(1.0, self.settings.heartbeat_interval)
         self.keyring.maybe_reload()  # an operator may have accepted or rejected a DC key
-        names = sorted(n.decode() if isinstance(n, bytes) else n for n in client.smembers(self.keys.dcs))
+        names = registered_dcs(client, self.keys, self.counters, self._rl)
         raws = client.mget([self.keys.status(n) for n in names]) if names else []
         self.gauges.set("uplink_backlog", client.llen(self.keys.uplink(self.settings.master_id)))
         live = set()
