@@ -160,6 +160,32 @@ def test_rejected_entry_is_dead_lettered_announced_and_not_run(env, make, reason
     assert env.ledger.get(JID) is None  # nothing claimed: a valid copy may still come
 
 
+def test_validity_longer_than_the_dc_remembers_jids_is_refused_so_a_replay_cannot_run_it(env, monkeypatch):
+    # The MoM signed a job valid for 3 days; the DC forgets settled jids after a day (its own
+    # job_ttl 900 s): a replay after the prune would run it again, so it is refused up front.
+    clock = [time.time()]
+    monkeypatch.setattr("salt_redis_syndic.jobs.consumer.time.time", lambda: clock[0])
+    entry = env.entry(ttl=3 * 86400, now=clock[0])
+    env.consumer.handle("1-0", entry)
+    clock[0] += 86400 + 3600
+    env.consumer.prune()
+    env.consumer.handle("1-0", entry)  # the attacker's replay
+    assert env.publisher.calls == []
+    assert [letter["reason"] for letter in env.deadletters()] == ["validity_too_long"] * 2
+    assert env.counters.snapshot()["rejected_validity_too_long"] == 2
+
+
+def test_validity_within_the_dcs_memory_runs_once_and_survives_the_prune(env, monkeypatch):
+    clock = [time.time()]
+    monkeypatch.setattr("salt_redis_syndic.jobs.consumer.time.time", lambda: clock[0])
+    entry = env.entry(ttl=86400 - 60, now=clock[0])
+    env.consumer.handle("1-0", entry)
+    clock[0] += 86400 - 30  # not yet expired (skew 5 s), settled a day ago: the jid is kept
+    env.consumer.prune()
+    env.consumer.handle("1-0", entry)
+    assert len(env.publisher.calls) == 1
+
+
 def test_rejected_copy_does_not_block_the_genuine_job(env):
     env.consumer.handle("1-0", _tampered(env))
     env.consumer.handle("2-0", env.entry())
