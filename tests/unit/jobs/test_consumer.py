@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 
 import msgpack
@@ -10,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from salt_redis_syndic.salt_adapter import PublishFailed
 from salt_redis_syndic.security.signing import Signer
+from salt_redis_syndic.state.deadletter import RECORD_MAX as DEADLETTER_RECORD_MAX
 from salt_redis_syndic.wire.codec import pack
 from salt_redis_syndic.wire.jobs import encode_job, make_job
 from salt_redis_syndic.wire.subjobs import job_identity
@@ -184,6 +187,28 @@ def test_validity_within_the_dcs_memory_runs_once_and_survives_the_prune(env, mo
     env.consumer.prune()
     env.consumer.handle("1-0", entry)
     assert len(env.publisher.calls) == 1
+
+
+def test_a_huge_unsigned_key_id_is_bounded_in_the_log_the_event_and_the_dead_letter(env, caplog):
+    entry = env.entry()
+    entry[b"k"] = b"A" * 20_000_000  # unsigned: anyone who can write to Redis chooses it
+    with caplog.at_level(logging.DEBUG):
+        env.consumer.handle("1-0", entry)
+    assert env.publisher.calls == []
+    ((tag, data),) = env.bus.events
+    assert tag == "redis_syndic/rejected/malformed" and len(msgpack.packb(data)) < 1024
+    assert caplog.records and all(len(r.getMessage()) < 1024 for r in caplog.records)
+    files = [os.path.join(env.deadletter_dir, n) for n in os.listdir(env.deadletter_dir)]
+    assert len(files) == 1 and os.path.getsize(files[0]) <= DEADLETTER_RECORD_MAX
+    (letter,) = env.deadletters()
+    assert letter["raw"]["truncated"] is True and len(letter["raw"]["sha256"]) == 64
+
+
+def test_a_non_ascii_key_id_is_rejected_not_raised(env):
+    entry = env.entry()
+    entry[b"k"] = b"\xff\xfe"
+    env.consumer.handle("1-0", entry)
+    assert env.publisher.calls == [] and env.counters.snapshot()["rejected_malformed"] == 1
 
 
 def test_rejected_copy_does_not_block_the_genuine_job(env):

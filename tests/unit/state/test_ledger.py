@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 
 import pytest
@@ -28,6 +30,22 @@ def mom_path(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ DC side
+
+
+@pytest.mark.parametrize("make", [DcLedger, MomLedger])
+def test_ledger_files_are_readable_by_their_owner_only(tmp_path, make):
+    path = str(tmp_path / "state" / "x.sqlite")
+    old = os.umask(0o022)
+    try:
+        ledger = make(path)
+        ledger.close()
+        files = [p for p in os.listdir(tmp_path / "state") if p.startswith("x.sqlite")]
+        assert files and {stat.S_IMODE(os.stat(tmp_path / "state" / p).st_mode) for p in files} == {0o600}
+        os.chmod(path, 0o644)  # created by an older version
+        make(path).close()
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    finally:
+        os.umask(old)
 
 
 def _job(window: float, dcs=None) -> JobEnvelope:
