@@ -63,10 +63,11 @@ def ledger_file(state_dir: str, role: str) -> str:
 def connect(path: str) -> sqlite3.Connection:
     """Open a ledger, its file readable by this user only (SQLite gives its -wal and -shm files
     the same mode); a file an older version left group- or world-readable is tightened."""
-    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    if os.stat(path).st_mode & 0o077:
-        os.chmod(path, 0o600)
+    if path != ":memory:":
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
