@@ -24,7 +24,7 @@ from ..jobs.reconcile import DcView, JobReconciler
 from ..runtime import Backoff, Counters, Gauges, RateLimitedLog
 from ..runtime import ListenBus as Bus  # the name the constructor uses
 from ..security.confidential import payload_keys
-from ..security.dckeys import DcKeyring
+from ..security.dckeys import DcKeyring, report_announced
 from ..security.signing import Signer
 from ..state.deadletter import DeadLetters
 from ..state.mom_ledger import MomLedger
@@ -226,12 +226,8 @@ class Collector:
     def check_announced_key(self, client: Any, dc: str) -> None:
         """A DC whose key is not accepted: record its announced key as pending, once, loudly."""
         text = announced_key(client.get(self.keys.dckey(dc)))
-        if text is None:
-            return
-        if self.keyring.note_announced(dc, text):
-            log.warning("redis_syndic: DC %s announced a new uplink key; its returns are refused until an operator "
-                        "runs: salt-run redis_syndic.accept %s", dc, dc)
-            self.bus.fire({"dc": dc}, f"redis_syndic/key/{dc}/pending")
+        if text is not None:
+            report_announced(self.keyring.note_announced(dc, text), self.bus.fire, self.counters, self._rl)
 
     def drain_published(self) -> None:
         now = time.time()
