@@ -9,7 +9,7 @@
     salt-run redis_syndic.key east accept east-web9   # (key_management) accept/reject/delete on a DC
     salt-run redis_syndic.pubkey          # the MoM's job-signing public key, for the DCs
     salt-run redis_syndic.keys            # DC uplink keys: accepted, pending, rejected
-    salt-run redis_syndic.accept <dc>     # trust the key a DC announced
+    salt-run redis_syndic.accept <dc> <key_id>   # trust the key a DC announced, if its id is key_id
     salt-run redis_syndic.reject <dc>     # refuse it (its batches are dead-lettered)
 """
 
@@ -60,9 +60,13 @@ def keys():
     return _runner.keys(__opts__)
 
 
-def accept(dc):
-    """Accept the uplink key DC ``dc`` announced (pending or rejected)."""
-    return _runner.accept(__opts__, str(dc))
+def accept(dc, key_id=None):
+    """Accept the uplink key DC ``dc`` announced (pending or rejected) if its key id is ``key_id``.
+
+    Compare ``key_id`` with the one the DC's master logs at start; without it, nothing is
+    accepted and the pending key id is shown.
+    """
+    return _runner.accept(__opts__, str(dc), None if key_id is None else str(key_id))
 
 
 def reject(dc):

@@ -159,8 +159,8 @@ def build_dc(role: Role, master: Master | None = None) -> dict[str, Loop]:
     settings, opts = role.settings, role.opts
     master = master or local_master(opts)
     signer = load_or_create_signer(settings.signing_key)
-    log.info("redis_syndic: DC %s signs its uplink with key %s; on the MoM: salt-run redis_syndic.accept %s",
-             settings.dc, signer.key_id, settings.dc)
+    log.info("redis_syndic: DC %s signs its uplink with key %s; on the MoM: salt-run redis_syndic.accept %s %s",
+             settings.dc, signer.key_id, settings.dc, signer.key_id)
     Verifier(settings.trusted_keys)  # fail fast, once, on unreadable keys
     spool, wake, dead = Spool(settings.spool_dir), threading.Event(), deadletters(settings)
     consumer = JobConsumer(settings, master.publisher(), master.job_cache(), master.bus(listen=False), spool,

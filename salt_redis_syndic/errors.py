@@ -26,10 +26,14 @@ class RejectedEntry(RedisSyndicError):
     """An entry read from Redis failed decoding, validation or verification.
 
     ``reason`` is a short machine-friendly token (``bad_signature``, ``expired``, ...)
-    used for counters, dead-letter records and event tags.
+    used for counters, dead-letter records and event tags; ``detail`` is cut to ``MAX_DETAIL``.
     """
 
+    MAX_DETAIL = 300  # a detail may quote hostile input: it goes to logs, events and dead letters
+
     def __init__(self, reason: str, detail: str = "") -> None:
+        if len(detail) > self.MAX_DETAIL:
+            detail = detail[: self.MAX_DETAIL] + "..."
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail

@@ -54,8 +54,9 @@ def keys(opts: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     return out
 
 
-def accept(opts: Mapping[str, Any], dc: str) -> dict[str, str]:
-    info = _keyring(opts).accept(dc)
+def accept(opts: Mapping[str, Any], dc: str, key_id: str | None = None) -> dict[str, str]:
+    """Trust DC ``dc``'s announced key if its id is ``key_id`` (without it: refused, naming the pending key id)."""
+    info = _keyring(opts).accept(dc, key_id)
     return {"dc": info.dc, "state": info.state, "key_id": info.key_id}
 
 

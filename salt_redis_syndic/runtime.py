@@ -64,6 +64,8 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}
         self._suppressed: Counter[str] = Counter()
         self._forgot_at = -1e9
+        self._budgets: dict[str, tuple[float, int]] = {}  # key -> (start of its interval, uses in it)
+        self._skipped: Counter[str] = Counter()
 
     def log(self, level: int, key: str, msg: str, *args: object) -> None:
         now = time.monotonic()
@@ -77,6 +79,21 @@ class RateLimitedLog:
             self._suppressed[key] += 1
         if len(self._last) > self.MAX_KEYS and now - self._forgot_at >= self._interval:
             self._forget_idle(now)
+
+    def allow(self, key: str, budget: int) -> int | None:
+        """Spend one of ``budget`` uses of ``key`` per interval (several keys of :meth:`log` may
+        share one budget).  None: over budget, skip it; else how many were skipped since the
+        last allowed use (0 most of the time)."""
+        now = time.monotonic()
+        start, used = self._budgets.get(key, (-1e9, 0))
+        if now - start >= self._interval:
+            start, used = now, 0
+        if used >= budget:
+            self._budgets[key] = (start, used)
+            self._skipped[key] += 1
+            return None
+        self._budgets[key] = (start, used + 1)
+        return self._skipped.pop(key, 0)
 
     def _forget_idle(self, now: float) -> None:
         """Drop keys that would log on their next use anyway and owe no repeat count."""

@@ -23,6 +23,7 @@ from ..state.rejections import Rejections
 from ..transport.connection import TRANSIENT, describe_error, make_client
 from ..transport.keys import Keys
 from ..transport.stream import JobStream
+from ..wire.status import registered_dcs
 from .drift import Listing, compared_digests, digests, drift_report
 from .drift_watch import ServedFiles, drift_news
 from .keymirror import KeyMirror
@@ -101,7 +102,7 @@ class MomEstate:
 
     def tick(self, client: Any, now: float) -> None:
         self.keyring.maybe_reload()
-        names = sorted(n.decode() if isinstance(n, bytes) else str(n) for n in client.smembers(self.keys.dcs))
+        names = registered_dcs(client, self.keys, self.counters, self._rl)
         raws = client.mget([self.keys.estate(n) for n in names]) if names else []
         for dc, raw in zip(names, raws):
             if raw is None:

@@ -35,10 +35,10 @@ class EstateStore:
     def save_roster(self, dc: str, view: RosterView, now: float, resolution: float) -> None:
         write_atomic(self.roster_file(dc), pack({"dc": dc, "epoch": view.epoch, "seq": view.seq, "updated_at": now,
                                                  "seen_resolution": resolution,
-                                                 "minions": {m: e.wire() for m, e in view.minions.items()}}))
+                                                 "minions": {m: e.wire() for m, e in view.minions.items()}}), mode=0o600)
 
     def save_drift(self, report: Mapping[str, Any], now: float) -> None:
         data = pack({"checked_at": now, **report})
         if data != self._drift_written:
-            write_atomic(os.path.join(self.dir, "drift.mp"), data)
+            write_atomic(os.path.join(self.dir, "drift.mp"), data, mode=0o600)
             self._drift_written = data

@@ -24,7 +24,7 @@ from ..security.confidential import load_payload_key
 from ..security.policy import Policy
 from ..security.signing import Verifier
 from ..state.deadletter import DeadLetters
-from ..state.ledger import DcLedger
+from ..state.ledger import DcLedger, forget_after, keep_jid_until
 from ..state.rejections import Rejections
 from ..state.spool import Spool
 from ..transport.connection import TRANSIENT, describe_error, make_client
@@ -172,7 +172,7 @@ class JobConsumer:
         if now < self._next_prune:
             return
         self._next_prune = now + 3600
-        horizon = max(86400.0, 2 * (self.settings.job_ttl + self.settings.clock_skew))
+        horizon = forget_after(self.settings.job_ttl, self.settings.clock_skew)
         forgotten = self.ledger.prune(now - horizon)
         if forgotten:
             log.info("redis_syndic: DC %s forgot %d settled job(s) older than %.0fs", self.dc, forgotten, horizon)
@@ -189,6 +189,7 @@ class JobConsumer:
         try:
             job = decode_entry(fields, self.verifier, self.settings.max_entry_bytes, now, self.settings.clock_skew,
                                dc=self.dc, payload_key=self.payload_key)
+            keep_until = keep_jid_until(job, self.dc, self.settings.job_ttl, self.settings.clock_skew)
         except RejectedEntry as rej:
             self.reject(entry_id, poisoned(rej, sid, now, self.settings.clock_skew), fields)
             return False
@@ -202,7 +203,7 @@ class JobConsumer:
             return True
         # The unit of dedupe is the sub-job: Salt's batch mode publishes each sub-batch under the
         # same jid with its own minion list; a replayed or re-sent entry has the same signed load.
-        is_new, status = self.ledger.claim(job.jid, job.origin, job_identity(job.load))
+        is_new, status = self.ledger.claim(job.jid, job.origin, job_identity(job.load), keep_until)
         if is_new:
             self._admit(entry_id, job, now)
         elif status == "pending":

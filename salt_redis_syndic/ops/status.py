@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime, timezone
 from typing import Any
 
 from ..config import Settings, dc_keys_dir
 from ..errors import RejectedEntry
-from ..runtime import jid_time
+from ..runtime import RateLimitedLog, jid_time
 from ..security.dckeys import DcKeyring
 from ..state.ledger import ledger_file
 from ..state.mom_ledger import MomLedger
 from ..transport.connection import make_client
 from ..transport.keys import Keys
-from ..wire.status import read_status
+from ..wire.status import read_status, registered_dcs
+
+log = logging.getLogger(__name__)
 
 # Counters of the DC status record shown as named fields of ``redis_syndic.status``.
 STATUS_COUNTERS = ("jobs_published", "jobs_expired", "jobs_rejected", "jobs_duplicate", "jobs_failed", "jobs_refused",
@@ -30,7 +33,7 @@ def dc_status(settings: Settings, now: float | None = None) -> dict[str, dict[st
     now = time.time() if now is None else now
     client = make_client(settings.redis)
     keys = Keys(settings.namespace)
-    names = sorted(n.decode() for n in client.smembers(keys.dcs))
+    names = registered_dcs(client, keys, rl=RateLimitedLog(log))
     keyring = DcKeyring(dc_keys_dir(settings), dict(settings.dc_keys))
     out: dict[str, dict[str, Any]] = {}
     backlog = client.llen(keys.uplink(settings.master_id))

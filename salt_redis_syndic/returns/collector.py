@@ -30,7 +30,7 @@ from ..jobs.reconcile import JobReconciler
 from ..runtime import Backoff, Counters, Gauges, RateLimitedLog
 from ..runtime import ListenBus as Bus  # the name the constructor uses
 from ..security.confidential import payload_keys
-from ..security.dckeys import DcKeyring
+from ..security.dckeys import DcKeyring, report_announced
 from ..security.signing import Signer
 from ..state.deadletter import DeadLetters
 from ..state.mom_ledger import MomLedger
@@ -41,7 +41,7 @@ from ..transport.queue import UplinkQueue
 from ..transport.stream import JobStream
 from ..wire.announce import announced_key
 from ..wire.sealed import seal
-from ..wire.status import read_status
+from ..wire.status import read_status, registered_dcs
 from ..wire.tags import job_event_tag
 from ..wire.uplink import Ack, Event, Return, read_batch
 from .announcement import ListOut, announcement, released_minions
@@ -150,7 +150,7 @@ class Collector:
             return
         self._next_status = now + min(1.0, self.settings.heartbeat_interval)
         self.keyring.maybe_reload()  # an operator may have accepted or rejected a DC key
-        names = sorted(n.decode() if isinstance(n, bytes) else n for n in client.smembers(self.keys.dcs))
+        names = registered_dcs(client, self.keys, self.counters, self._rl)
         raws = client.mget([self.keys.status(n) for n in names]) if names else []
         self.gauges.set("uplink_backlog", client.llen(self.keys.uplink(self.settings.master_id)))
         statuses = {}
@@ -207,12 +207,8 @@ class Collector:
     def check_announced_key(self, client: Any, dc: str) -> None:
         """A DC whose key is not accepted: record its announced key as pending, once, loudly."""
         text = announced_key(client.get(self.keys.dckey(dc)))
-        if text is None:
-            return
-        if self.keyring.note_announced(dc, text):
-            log.warning("redis_syndic: DC %s announced a new uplink key; its returns are refused until an operator "
-                        "runs: salt-run redis_syndic.accept %s", dc, dc)
-            self.bus.fire({"dc": dc}, f"redis_syndic/key/{dc}/pending")
+        if text is not None:
+            report_announced(self.keyring.note_announced(dc, text), self.bus.fire, self.counters, self._rl)
 
     def drain_published(self) -> None:
         now = time.time()

@@ -5,7 +5,7 @@ the public half in Redis.  The MoM accepts a batch only if it verifies against t
 accepted for that DC.  Keys live on the MoM's disk::
 
     <state_dir>/dc_keys/accepted/<dc>.pub    trusted (or pre-seeded with the ``dc_keys`` option)
-    <state_dir>/dc_keys/pending/<dc>.pub     announced, waiting for ``salt-run redis_syndic.accept <dc>``
+    <state_dir>/dc_keys/pending/<dc>.pub     announced, waiting for ``salt-run redis_syndic.accept <dc> <key_id>``
     <state_dir>/dc_keys/rejected/<dc>.pub    refused by ``salt-run redis_syndic.reject <dc>``
 
 A key announced through Redis is never trusted by itself: Redis is transport, not authority.
@@ -13,20 +13,32 @@ A key announced through Redis is never trusted by itself: Redis is transport, no
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..errors import ConfigError, RejectedEntry
-from ..runtime import write_atomic
+from ..runtime import Counters, RateLimitedLog, write_atomic
 from .names import NAME_RE
 from .signing import key_id, load_public, public_pem
 
+log = logging.getLogger(__name__)
+
 STATES = ("accepted", "pending", "rejected")
+
+
+@dataclass(frozen=True)
+class Announced:
+    """A key newly recorded as pending for ``dc``; ``replaced``: the pending key id it overwrote."""
+
+    dc: str
+    key_id: str
+    replaced: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,28 +133,44 @@ class DcKeyring:
             self.reload()
 
     # -- announcements and operator actions -------------------------------------------------
-    def note_announced(self, dc: str, pem: str) -> bool:
-        """Record a key a DC announced through Redis as pending.  True if it is new."""
+    def note_announced(self, dc: str, pem: str) -> Announced | None:
+        """Record a key a DC announced through Redis as pending; None unless it is new.
+
+        Anyone who can write to Redis can announce: a new key replaces the pending one, and
+        :attr:`Announced.replaced` says which key it replaced (an alarm: see :func:`report_announced`).
+        """
         if not NAME_RE.match(dc):
-            return False
+            return None
         try:
             key = load_public(pem, option="dc_keys")
         except ConfigError:
-            return False
+            return None
         kid = key_id(key)
         if kid in self._by_kid:
-            return False
+            return None
         for state in ("pending", "rejected"):
             known = self._read(state, dc)
             if known is not None and key_id(known) == kid:
-                return False
+                return None
+        before = self._read("pending", dc)
         self._write("pending", dc, key)
-        return True
+        return Announced(dc, kid, key_id(before) if before is not None else None)
 
-    def accept(self, dc: str) -> KeyInfo:
+    def accept(self, dc: str, kid: str | None = None) -> KeyInfo:
+        """Trust DC ``dc``'s pending (or rejected) key, only if its key id is ``kid``: the one the
+        DC logs at start, compared by the operator, as with ``salt-key -f``."""
         key = self._read("pending", dc) or self._read("rejected", dc)
         if key is None:
             raise ConfigError("dc", f"no pending or rejected key for DC {dc!r}")
+        found = key_id(key)
+        if kid is None:
+            raise ConfigError("key_id", f"DC {dc}'s key waiting to be accepted has key id {found}; compare it with "
+                              f"the key id DC {dc}'s master logs at start, then run: "
+                              f"salt-run redis_syndic.accept {dc} {found}")
+        if kid != found:
+            raise ConfigError("key_id", f"DC {dc}'s key waiting to be accepted has key id {found}, not {kid}: nothing "
+                              f"accepted. The announced key changed since you compared it (a DC that made a new key, "
+                              f"or someone with write access to Redis announcing theirs); check DC {dc}'s log")
         self._write("accepted", dc, key)
         self._remove("pending", dc)
         self._remove("rejected", dc)
@@ -167,3 +195,24 @@ class DcKeyring:
                 if key is not None:
                     out.append(KeyInfo(dc, state, key_id(key)))
         return out
+
+
+def report_announced(news: Announced | None, fire: Callable[[Mapping[str, Any], str], Any], counters: Counters,
+                     rl: RateLimitedLog) -> None:
+    """Say that a DC announced a new key (pending), and raise an alarm when it replaced another
+    pending key: rate-limited log line, counter ``dc_key_changed``, event ``redis_syndic/alarm/key_changed``."""
+    if news is None:
+        return
+    if news.replaced is None:
+        log.warning("redis_syndic: DC %s announced a new uplink key %s; its returns are refused until an operator "
+                    "compares that key id with the DC's log and runs: salt-run redis_syndic.accept %s %s",
+                    news.dc, news.key_id, news.dc, news.key_id)
+        fire({"dc": news.dc, "key_id": news.key_id}, f"redis_syndic/key/{news.dc}/pending")
+        return
+    counters.inc("dc_key_changed")
+    rl.log(logging.ERROR, f"key-changed:{news.dc}", "redis_syndic: the pending uplink key of DC %s changed from %s to "
+           "%s before it was accepted: a DC that made a new key, or someone with write access to Redis announcing "
+           "theirs. Accept only the key id DC %s's master logs (salt-run redis_syndic.accept %s <key_id>)",
+           news.dc, news.replaced, news.key_id, news.dc, news.dc)
+    if rl.allow(f"key-changed-event:{news.dc}", 10) is not None:
+        fire({"dc": news.dc, "key_id": news.key_id, "replaced": news.replaced}, "redis_syndic/alarm/key_changed")

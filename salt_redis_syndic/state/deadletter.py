@@ -8,6 +8,7 @@ master's disk; pruning the local directory is logged.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -21,6 +22,8 @@ from ..wire.codec import pack, unpack_local
 log = logging.getLogger(__name__)
 
 RAW_KEEP = 64 * 1024  # bytes of each raw field kept for inspection
+RECORD_MAX = 64 * 1024  # bytes of one whole record (local file and Redis list item)
+HEAD_KEEP = 16 * 1024  # packed bytes of an oversized entry kept in its record
 
 
 def _trim(raw: Any, depth: int = 0) -> Any:
@@ -38,6 +41,19 @@ def _trim(raw: Any, depth: int = 0) -> Any:
     if raw is None or isinstance(raw, (bool, int, float)):
         return raw
     return repr(raw)[:200]
+
+
+def _record(source: str, entry_id: str, reason: str, detail: str, raw: Any) -> bytes:
+    """One packed record of at most ``RECORD_MAX`` bytes: a bigger one keeps, instead of the
+    rejected entry, its size, its SHA-256 and its first ``HEAD_KEEP`` packed bytes."""
+    head = {"at": time.time(), "source": source[:200], "entry_id": entry_id[:200], "reason": reason[:200],
+            "detail": detail[:1024]}
+    record = pack({**head, "raw": _trim(raw)})
+    if len(record) <= RECORD_MAX:
+        return record
+    original = pack(raw)
+    return pack({**head, "raw": {"truncated": True, "size": len(original),
+                                 "sha256": hashlib.sha256(original).hexdigest(), "head": original[:HEAD_KEEP]}})
 
 
 class DeadLetters:
@@ -80,12 +96,12 @@ class DeadLetters:
                     "record(s)", self.directory, self.max_entries, len(extra))
 
     def add(self, source: str, entry_id: str, reason: str, detail: str, raw: Any) -> None:
-        record = pack({"at": time.time(), "source": source, "entry_id": entry_id, "reason": reason,
-                       "detail": detail, "raw": _trim(raw)})
+        record = _record(source, entry_id, reason, detail, raw)
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             name = f"{time.time_ns():020d}-{reason}.mp"
-            with open(os.path.join(self.directory, name), "wb") as fh:
+            fd = os.open(os.path.join(self.directory, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
                 fh.write(record)
             self._bound_local()
         except OSError as err:

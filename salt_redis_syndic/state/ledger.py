@@ -20,10 +20,39 @@ import threading
 import time
 from dataclasses import dataclass
 
+from ..errors import RejectedEntry
+from ..wire.jobs import EventsEnvelope, JobEnvelope
 from ..wire.subjobs import WHOLE_JID
-from .ledger_migrate import DC_TABLES, add_sub_keys
+from .ledger_migrate import DC_TABLES, add_columns, add_sub_keys
+
+DAY = 86400.0
 
 
+def forget_after(job_ttl: float, skew: float) -> float:
+    """How long a DC remembers a settled jid (its ``updated_at``): a day at least, twice its own
+    ``job_ttl + clock_skew`` beyond that (see :meth:`DcLedger.prune`)."""
+    return max(DAY, 2 * (job_ttl + skew))
+
+
+def longest_validity(job_ttl: float, skew: float) -> float:
+    """The longest signed validity (``expires_at - issued_at``) a DC accepts: a job it claims
+    (no earlier than ``issued_at - skew``) must be expired, ``expires_at + skew`` past, by the
+    time :func:`forget_after` lets it forget the jid, or a replay would run it again."""
+    return forget_after(job_ttl, skew) - 2 * skew
+
+
+def keep_jid_until(job: JobEnvelope | EventsEnvelope, dc: str, job_ttl: float, skew: float) -> float:
+    """Until when this DC must remember the jid of ``job`` (its signed expiry plus skew; 0 for
+    what it does not claim: events, a job for other DCs).  Raises ``RejectedEntry``
+    (``validity_too_long``) when the MoM signed a validity longer than this DC can remember:
+    a MoM whose ``job_ttl`` exceeds the DCs' (about a day with the defaults)."""
+    if isinstance(job, EventsEnvelope) or not job.addressed_to(dc):
+        return 0.0
+    window, longest = job.expires_at - job.issued_at, longest_validity(job_ttl, skew)
+    if window > longest:
+        raise RejectedEntry("validity_too_long", f"job {job.jid} is valid for {window:.0f}s; DC {dc} remembers jids "
+                            f"for {longest:.0f}s at most: set its job_ttl to at least the MoM's")
+    return job.expires_at + skew
 
 
 def ledger_file(state_dir: str, role: str) -> str:
@@ -32,7 +61,13 @@ def ledger_file(state_dir: str, role: str) -> str:
 
 
 def connect(path: str) -> sqlite3.Connection:
-    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+    """Open a ledger, its file readable by this user only (SQLite gives its -wal and -shm files
+    the same mode); a file an older version left group- or world-readable is tightened."""
+    if path != ":memory:":
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
@@ -59,7 +94,8 @@ class DcLedger:
             CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS jobs (
                 jid TEXT NOT NULL, sub TEXT NOT NULL DEFAULT '', origin TEXT NOT NULL, status TEXT NOT NULL,
-                minions TEXT NOT NULL DEFAULT '[]', updated_at REAL NOT NULL, PRIMARY KEY (jid, sub));
+                minions TEXT NOT NULL DEFAULT '[]', updated_at REAL NOT NULL, keep_until REAL NOT NULL DEFAULT 0,
+                PRIMARY KEY (jid, sub));
             CREATE INDEX IF NOT EXISTS jobs_updated ON jobs(updated_at);
             CREATE TABLE IF NOT EXISTS sent (
                 mom TEXT NOT NULL, seq INTEGER NOT NULL, raw BLOB NOT NULL, sent_at REAL NOT NULL,
@@ -68,6 +104,7 @@ class DcLedger:
         )
         with self._lock:
             add_sub_keys(self._db, DC_TABLES)  # a ledger from before sub-jobs: its rows cover whole jids
+            add_columns(self._db, "jobs", {"keep_until": "REAL NOT NULL DEFAULT 0"})
             self._db.execute("INSERT OR IGNORE INTO kv(k, v) VALUES('joined_at', ?)", (repr(time.time()),))
 
     def joined_at(self) -> float:
@@ -133,8 +170,9 @@ class DcLedger:
         with self._lock:
             self._db.execute("INSERT INTO kv(k, v) VALUES('cursor', ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v", (stream_id,))
 
-    def claim(self, jid: str, origin: str, sub: str = WHOLE_JID) -> tuple[bool, str]:
-        """Record that sub-job ``sub`` of ``jid`` is about to be published.
+    def claim(self, jid: str, origin: str, sub: str = WHOLE_JID, keep_until: float = 0.0) -> tuple[bool, str]:
+        """Record that sub-job ``sub`` of ``jid`` is about to be published (remembered at least
+        until ``keep_until``, see :func:`keep_jid_until`).
 
         Returns ``(True, "pending")`` for a new one, else ``(False, <its recorded status>)``.
         A whole-jid row (written before sub-jobs, or ``sub=''``) claims every sub-job of its jid.
@@ -145,8 +183,8 @@ class DcLedger:
                 if row:
                     return False, row[0]
             cur = self._db.execute(
-                "INSERT OR IGNORE INTO jobs(jid, sub, origin, status, updated_at) VALUES (?, ?, ?, 'pending', ?)",
-                (jid, sub, origin, time.time()),
+                "INSERT OR IGNORE INTO jobs(jid, sub, origin, status, updated_at, keep_until) "
+                "VALUES (?, ?, ?, 'pending', ?, ?)", (jid, sub, origin, time.time(), keep_until),
             )
             if cur.rowcount == 1:
                 return True, "pending"
@@ -186,9 +224,12 @@ class DcLedger:
     def counts(self) -> dict[str, int]:
         return {status: n for status, n in self._db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status")}
 
-    def prune(self, older_than: float) -> int:
+    def prune(self, older_than: float, now: float | None = None) -> int:
+        """Forget settled jids last updated before ``older_than`` and no longer valid at ``now``."""
+        now = time.time() if now is None else now
         with self._lock:
-            return self._db.execute("DELETE FROM jobs WHERE updated_at < ? AND status != 'pending'", (older_than,)).rowcount
+            return self._db.execute("DELETE FROM jobs WHERE updated_at < ? AND keep_until < ? AND status != 'pending'",
+                                    (older_than, now)).rowcount
 
     def close(self) -> None:
         self._db.close()

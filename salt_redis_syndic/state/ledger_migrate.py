@@ -37,6 +37,30 @@ DC_TABLES = {"jobs": _DC_JOBS}
 MOM_TABLES = {"acks": _MOM_ACKS, "outbox": _MOM_OUTBOX}
 
 
+def add_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) -> list[str]:
+    """Add each missing column (``name -> declaration with a default``); returns those added.
+
+    ``ALTER TABLE ... ADD COLUMN`` keeps every row (with the default); concurrent openers
+    check again under ``BEGIN IMMEDIATE``, so only one of them adds a column.
+    """
+    def missing() -> list[str]:
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        return [name for name in columns if name not in have]
+
+    if not missing():
+        return []
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        todo = missing()
+        for name in todo:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {columns[name]}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return todo
+
+
 def _has_sub(db: sqlite3.Connection, table: str) -> bool:
     return any(row[1] == "sub" for row in db.execute(f"PRAGMA table_info({table})"))
 

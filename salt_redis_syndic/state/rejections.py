@@ -16,6 +16,9 @@ from ..errors import RejectedEntry
 from ..runtime import Counters, RateLimitedLog
 from .deadletter import DeadLetters
 
+LOG_PER_MINUTE = 20  # log lines per reason and loop, whatever the log keys
+EVENTS_PER_MINUTE = 60  # events per reason and loop
+
 
 def rejected_tag(reason: str) -> str:
     """The event announcing a rejection, one tag per reason."""
@@ -43,16 +46,24 @@ class Rejections:
         """Reject one record.
 
         ``msg % args`` is logged at ERROR at most once a minute per ``log_key`` (with the
-        repeat count); ``count`` names counters bumped besides ``rejected_<reason>``;
+        repeat count) and ``LOG_PER_MINUTE`` times a minute per reason, whatever the keys; the
+        event fires ``EVENTS_PER_MINUTE`` times a minute per reason (the next one says how many
+        were ``suppressed``); every rejection is counted; ``count`` names counters bumped besides ``rejected_<reason>``;
         ``detail`` replaces ``rej.detail`` in the dead letter; ``event`` is the event's data
         besides ``reason`` and ``detail``.  Raw bytes are dead-lettered as ``{"raw": ...}``.
         """
         for name in count:
             self.counters.inc(name)
         self.counters.inc(f"rejected_{rej.reason}")
-        self.log.log(logging.ERROR, log_key, msg, *args)
+        skipped = self.log.allow(f"rejected-log:{rej.reason}", LOG_PER_MINUTE)
+        if skipped is not None:
+            more = f" ({skipped} more rejected for this reason were not logged)" if skipped else ""
+            self.log.log(logging.ERROR, log_key, msg + more, *args)
         if self.deadletters is not None:
             self.deadletters.add(source=self.source, entry_id=entry_id, reason=rej.reason,
                                  detail=rej.detail if detail is None else detail,
                                  raw={"raw": raw} if isinstance(raw, bytes) else raw)
-        self.fire({**event, "reason": rej.reason, "detail": rej.detail}, rejected_tag(rej.reason))
+        skipped = self.log.allow(f"rejected-event:{rej.reason}", EVENTS_PER_MINUTE)
+        if skipped is not None:
+            extra = {"suppressed": skipped} if skipped else {}
+            self.fire({**event, "reason": rej.reason, "detail": rej.detail, **extra}, rejected_tag(rej.reason))

@@ -24,6 +24,9 @@ VERSION = 1
 JID_RE = re.compile(r"^[0-9]{20}[0-9A-Za-z_]{0,24}\Z", re.ASCII)
 # Salt minion ids: anything printable without path separators or NUL (salt.utils.verify.valid_id).
 MINION_RE = re.compile(r"^[^/\\\x00]{1,255}\Z")
+# Key ids travel unsigned beside a signature (``k``): printable ASCII, bounded before any use.
+KEY_ID_RE = re.compile(r"^[\x21-\x7e]{1,64}\Z", re.ASCII)
+MAX_SIGNATURE_BYTES = 128  # Ed25519: 64
 # Forwarded event tags: printable, no NUL or control characters, bounded.
 TAG_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,512}\Z")
 

@@ -18,6 +18,8 @@ from ..security.names import NAME_RE
 from ..security.signing import Signer, Verifier
 from .codec import (
     JID_RE,
+    KEY_ID_RE,
+    MAX_SIGNATURE_BYTES,
     TAG_RE,
     VERSION,
     boundary,
@@ -172,10 +174,14 @@ def _decode_entry(fields: Mapping[Any, Any], verifier: Verifier, max_bytes: int,
     body = _field(fields, "b")
     require(len(body) <= max_bytes, "too_large", f"{len(body)} bytes > {max_bytes}")
     signature = _field(fields, "s")
+    require(len(signature) <= MAX_SIGNATURE_BYTES, "malformed", f"signature of {len(signature)} bytes")
+    raw_kid = _field(fields, "k")
+    require(len(raw_kid) <= 64, "malformed", f"key id of {len(raw_kid)} bytes")
     try:
-        kid = _field(fields, "k").decode("ascii")
+        kid = raw_kid.decode("ascii")
     except UnicodeDecodeError:
         raise RejectedEntry("malformed", "key id is not ascii") from None
+    require(bool(KEY_ID_RE.match(kid)), "malformed", "key id is not printable")
     verifier.verify(kid, signature, body)
     doc = unpack(body, max_bytes)
     require(isinstance(doc, dict), "malformed", "body is not a map")

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from ..errors import RejectedEntry
 from ..security.confidential import NONCE_BYTES, PayloadKey
 from ..security.signing import Signer
-from .codec import boundary, pack, require, unpack
+from .codec import KEY_ID_RE, MAX_SIGNATURE_BYTES, boundary, pack, require, unpack
 
 WRAPPED_KIND = "encrypted"
 
@@ -38,6 +38,7 @@ def unseal(data: bytes, max_bytes: int) -> tuple[bytes, bytes, str]:
     body, sig, kid = doc.get("b"), doc.get("s"), doc.get("k")
     require(isinstance(body, bytes) and isinstance(sig, bytes) and isinstance(kid, str), "unsigned",
             "record carries no body, signature and key id")
+    require(len(sig) <= MAX_SIGNATURE_BYTES and bool(KEY_ID_RE.match(kid)), "malformed", "bad signature or key id")
     return body, sig, kid
 
 

@@ -1,16 +1,23 @@
 """DC status records (heartbeats): the record, and its reader on the MoM.
 
-:func:`read_status` unseals, verifies against the DC keyring before parsing, decodes and
-checks that the record is about the DC that signed it.
+:func:`registered_dcs` lists the DCs whose records to read (the names in ``<ns>:dcs``, any
+other member skipped); :func:`read_status` unseals, verifies against the DC keyring before
+parsing, decodes and checks that the record is about the DC that signed it.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import RejectedEntry
+from ..runtime import Counters, RateLimitedLog
 from ..security.names import NAME_RE
+from ..transport.keys import Keys
+from ..transport.registry import DcSet
 from .codec import VERSION, boundary, count, number, pack, require, text, unpack
+from .dcnames import read_names
 from .sealed import Keyring, open_sealed
 
 
@@ -64,3 +71,20 @@ def read_status(raw: bytes, keyring: Keyring, dc: str, max_bytes: int = 1024 * 1
     if signer_dc != dc or status.dc != dc:
         raise RejectedEntry("wrong_dc", f"status of {dc!r} signed by the key of {signer_dc!r}")
     return status
+
+
+BAD_NAME_COUNTER = "rejected_bad_dc_name"
+
+
+def registered_dcs(client: Any, keys: Keys, counters: Counters | None = None,
+                   rl: RateLimitedLog | None = None) -> list[str]:
+    """The DC names in ``<ns>:dcs``; other members are counted (``rejected_bad_dc_name``) and
+    reported by one rate-limited warning (``rl``), never decoded or used."""
+    names, rejected = read_names(DcSet(client, keys.dcs).members())
+    if rejected:
+        if counters is not None:
+            counters.inc(BAD_NAME_COUNTER, rejected)
+        if rl is not None:
+            rl.log(logging.WARNING, "bad-dc-names", "redis_syndic: %d member(s) of %s are not DC names (a Redis writer "
+                   "added them); ignored. Remove them with SREM and check who may write to Redis", rejected, keys.dcs)
+    return names

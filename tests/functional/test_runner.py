@@ -79,7 +79,7 @@ def test_dc_keys_pending_accept_reject(tmp_path, redis_server, signers):
     opts = mom_opts(tmp_path, redis_server.url)
     assert runner.keys(opts) == {}
     with pytest.raises(ConfigError):
-        runner.accept(opts, "east")  # nothing announced: nothing to accept
+        runner.accept(opts, "east", "0123456789abcdef")  # nothing announced: nothing to accept
     pem = runner.pubkey(opts)
     assert pem.startswith("-----BEGIN PUBLIC KEY-----") and runner.pubkey(opts) == pem  # created once, then kept
 

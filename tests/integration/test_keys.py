@@ -32,7 +32,12 @@ def test_dc_key_workflow_pending_accept_reject(make_lab) -> None:
     assert status["east"]["alive"] is False and "unknown_key" in status["east"]["error"]
     assert "DC east announced a new uplink key" in lab.log("mom")
 
-    assert run_json(lab, "redis_syndic.accept", "east") == {"dc": "east", "state": "accepted", "key_id": east_kid}
+    refused = lab.salt_run("redis_syndic.accept", "east")  # without the key id: refused, naming it
+    assert f"redis_syndic.accept east {east_kid}" in refused.stdout + refused.stderr
+    assert run_json(lab, "redis_syndic.keys") == {"pending": {"east": east_kid}}
+    assert f"redis_syndic.accept east {east_kid}" in lab.log("mom")  # the log line names the key id to compare
+    assert run_json(lab, "redis_syndic.accept", "east", east_kid) == {"dc": "east", "state": "accepted",
+                                                                        "key_id": east_kid}
     assert run_json(lab, "redis_syndic.keys") == {"accepted": {"east": east_kid}}
     lab.wait_bridge(timeout=60)  # east-m1 answers through the bridge now
     assert run_json(lab, "redis_syndic.status")["east"]["alive"] is True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 
 import msgpack
@@ -10,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from salt_redis_syndic.salt_adapter import PublishFailed
 from salt_redis_syndic.security.signing import Signer
+from salt_redis_syndic.state.deadletter import RECORD_MAX as DEADLETTER_RECORD_MAX
 from salt_redis_syndic.wire.codec import pack
 from salt_redis_syndic.wire.jobs import encode_job, make_job
 from salt_redis_syndic.wire.subjobs import job_identity
@@ -158,6 +161,54 @@ def test_rejected_entry_is_dead_lettered_announced_and_not_run(env, make, reason
     counters = env.counters.snapshot()
     assert counters["jobs_rejected"] == 1 and counters[f"rejected_{reason}"] == 1
     assert env.ledger.get(JID) is None  # nothing claimed: a valid copy may still come
+
+
+def test_validity_longer_than_the_dc_remembers_jids_is_refused_so_a_replay_cannot_run_it(env, monkeypatch):
+    # The MoM signed a job valid for 3 days; the DC forgets settled jids after a day (its own
+    # job_ttl 900 s): a replay after the prune would run it again, so it is refused up front.
+    clock = [time.time()]
+    monkeypatch.setattr("salt_redis_syndic.jobs.consumer.time.time", lambda: clock[0])
+    entry = env.entry(ttl=3 * 86400, now=clock[0])
+    env.consumer.handle("1-0", entry)
+    clock[0] += 86400 + 3600
+    env.consumer.prune()
+    env.consumer.handle("1-0", entry)  # the attacker's replay
+    assert env.publisher.calls == []
+    assert [letter["reason"] for letter in env.deadletters()] == ["validity_too_long"] * 2
+    assert env.counters.snapshot()["rejected_validity_too_long"] == 2
+
+
+def test_validity_within_the_dcs_memory_runs_once_and_survives_the_prune(env, monkeypatch):
+    clock = [time.time()]
+    monkeypatch.setattr("salt_redis_syndic.jobs.consumer.time.time", lambda: clock[0])
+    entry = env.entry(ttl=86400 - 60, now=clock[0])
+    env.consumer.handle("1-0", entry)
+    clock[0] += 86400 - 30  # not yet expired (skew 5 s), settled a day ago: the jid is kept
+    env.consumer.prune()
+    env.consumer.handle("1-0", entry)
+    assert len(env.publisher.calls) == 1
+
+
+def test_a_huge_unsigned_key_id_is_bounded_in_the_log_the_event_and_the_dead_letter(env, caplog):
+    entry = env.entry()
+    entry[b"k"] = b"A" * 20_000_000  # unsigned: anyone who can write to Redis chooses it
+    with caplog.at_level(logging.DEBUG):
+        env.consumer.handle("1-0", entry)
+    assert env.publisher.calls == []
+    ((tag, data),) = env.bus.events
+    assert tag == "redis_syndic/rejected/malformed" and len(msgpack.packb(data)) < 1024
+    assert caplog.records and all(len(r.getMessage()) < 1024 for r in caplog.records)
+    files = [os.path.join(env.deadletter_dir, n) for n in os.listdir(env.deadletter_dir)]
+    assert len(files) == 1 and os.path.getsize(files[0]) <= DEADLETTER_RECORD_MAX
+    (letter,) = env.deadletters()
+    assert letter["raw"]["truncated"] is True and len(letter["raw"]["sha256"]) == 64
+
+
+def test_a_non_ascii_key_id_is_rejected_not_raised(env):
+    entry = env.entry()
+    entry[b"k"] = b"\xff\xfe"
+    env.consumer.handle("1-0", entry)
+    assert env.publisher.calls == [] and env.counters.snapshot()["rejected_malformed"] == 1
 
 
 def test_rejected_copy_does_not_block_the_genuine_job(env):

@@ -34,7 +34,7 @@ def test_config_option_dc_refuses_a_trailing_newline():
 def test_dc_keyring_refuses_a_name_with_a_trailing_newline(tmp_path):
     east = Signer(Ed25519PrivateKey.generate())
     ring = DcKeyring(str(tmp_path))
-    assert ring.note_announced("east\n", east.public_pem) is False
+    assert ring.note_announced("east\n", east.public_pem) is None
     with pytest.raises(ConfigError):
         DcKeyring(str(tmp_path), {"east\n": east.public_pem})
     assert ring.list() == []

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 
 import pytest
 
-from salt_redis_syndic.state.ledger import DcLedger, JobRecord
+from salt_redis_syndic.errors import RejectedEntry
+from salt_redis_syndic.state.ledger import DcLedger, JobRecord, forget_after, keep_jid_until, longest_validity
+from salt_redis_syndic.wire.jobs import EventsEnvelope, JobEnvelope
 
 from salt_redis_syndic.state.mom_ledger import MomLedger
 
@@ -26,6 +30,53 @@ def mom_path(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ DC side
+
+
+@pytest.mark.parametrize("make", [DcLedger, MomLedger])
+def test_ledger_files_are_readable_by_their_owner_only(tmp_path, make):
+    path = str(tmp_path / "state" / "x.sqlite")
+    old = os.umask(0o022)
+    try:
+        ledger = make(path)
+        ledger.close()
+        files = [p for p in os.listdir(tmp_path / "state") if p.startswith("x.sqlite")]
+        assert files and {stat.S_IMODE(os.stat(tmp_path / "state" / p).st_mode) for p in files} == {0o600}
+        os.chmod(path, 0o644)  # created by an older version
+        make(path).close()
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    finally:
+        os.umask(old)
+
+
+def _job(window: float, dcs=None) -> JobEnvelope:
+    return JobEnvelope(jid=J1, load={}, origin="mom", issued_at=1000.0, expires_at=1000.0 + window, dcs=dcs)
+
+
+def test_a_dc_accepts_validity_windows_it_can_remember_and_refuses_longer_ones():
+    assert forget_after(900, 60) == 86400 and forget_after(86400, 60) == 2 * 86460
+    longest = longest_validity(900, 60)
+    assert longest == 86400 - 120
+    assert keep_jid_until(_job(longest), "east", 900, 60) == 1000.0 + longest + 60
+    with pytest.raises(RejectedEntry) as err:
+        keep_jid_until(_job(longest + 1), "east", 900, 60)
+    assert err.value.reason == "validity_too_long" and "job_ttl" in err.value.detail
+    assert keep_jid_until(_job(2 * 86400), "east", 2 * 86400, 60) == 1000.0 + 2 * 86400 + 60  # a DC configured for it
+    assert keep_jid_until(_job(10 * 86400, dcs=("west",)), "east", 900, 60) == 0.0  # not ours: not claimed
+    events = EventsEnvelope(origin="mom", issued_at=1000.0, expires_at=1e9, events=[], key_id="k")
+    assert keep_jid_until(events, "east", 900, 60) == 0.0
+
+
+def test_prune_keeps_a_jid_until_its_signed_expiry(dc_path):
+    ledger = DcLedger(dc_path)
+    now = time.time()
+    ledger.claim(J1, "mom", keep_until=now + 10 * 86400)  # accepted when this DC's job_ttl was longer
+    ledger.mark(J1, "published", ["m1"])
+    ledger.claim(J2, "mom", keep_until=now)
+    ledger.mark(J2, "published", ["m1"])
+    assert ledger.prune(now + 5 * 86400, now=now + 5 * 86400) == 1
+    assert ledger.claim(J1, "mom") == (False, "published") and ledger.get(J2) is None
+    assert ledger.prune(now + 11 * 86400, now=now + 11 * 86400) == 1
+    ledger.close()
 
 
 def test_cursor_default_and_set(dc_path):

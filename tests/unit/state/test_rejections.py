@@ -9,7 +9,7 @@ import pytest
 
 from salt_redis_syndic.errors import RejectedEntry
 from salt_redis_syndic.runtime import Counters, RateLimitedLog
-from salt_redis_syndic.state.rejections import Rejections
+from salt_redis_syndic.state.rejections import EVENTS_PER_MINUTE, LOG_PER_MINUTE, Rejections
 
 pytestmark = pytest.mark.unit
 
@@ -68,3 +68,34 @@ def test_rate_limited_log_forgets_idle_keys_without_changing_what_it_logs(caplog
         rl.log(logging.ERROR, "entry:0", "e0 later")
     assert [r.getMessage() for r in caplog.records] == ["e0", "e1", "e2", "e3", "e4",
                                                         "e0 later (repeated 1 times)"]
+
+
+def test_a_flood_of_distinct_rejections_logs_and_fires_a_bounded_number_of_times(caplog):
+    counters, fired = Counters(), []
+    rl = RateLimitedLog(logging.getLogger("t"))
+    with caplog.at_level(logging.ERROR):
+        for i in range(1000):  # each hostile entry has its own id, so its own log key
+            Rejections(counters, None, lambda data, tag: fired.append(data), rl, "dc:east").reject(
+                RejectedEntry("bad_signature", "x"), b"raw", {}, log_key=f"reject:{i}-0", msg="rejected %s", args=(i,))
+    assert counters.snapshot()["rejected_bad_signature"] == 1000  # every one counted
+    assert len(caplog.records) == LOG_PER_MINUTE
+    assert len(fired) == EVENTS_PER_MINUTE
+    # another reason has its own budget
+    Rejections(counters, None, lambda data, tag: fired.append(data), rl, "dc:east").reject(
+        RejectedEntry("malformed", "y"), b"raw", {}, log_key="reject:x", msg="rejected x")
+    assert fired[-1]["reason"] == "malformed" and len(caplog.records) == LOG_PER_MINUTE + 1
+
+
+def test_the_next_line_and_event_after_a_flood_say_how_many_were_left_out(caplog, monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr("salt_redis_syndic.runtime.time.monotonic", lambda: now[0])
+    rl, fired = RateLimitedLog(logging.getLogger("t")), []
+    rejections = Rejections(Counters(), None, lambda data, tag: fired.append(data), rl, "dc:east")
+    with caplog.at_level(logging.ERROR):
+        for i in range(EVENTS_PER_MINUTE + 5):
+            rejections.reject(RejectedEntry("bad_signature", "x"), b"", {}, log_key=f"k{i}", msg="rejected %s", args=(i,))
+        now[0] += 61
+        rejections.reject(RejectedEntry("bad_signature", "x"), b"", {}, log_key="later", msg="rejected later")
+    assert fired[-1]["suppressed"] == 5
+    assert caplog.records[-1].getMessage() == (
+        f"rejected later ({EVENTS_PER_MINUTE + 5 - LOG_PER_MINUTE} more rejected for this reason were not logged)")

@@ -26,7 +26,7 @@ def dcs(tmp_path):
     signers = {dc: Signer(Ed25519PrivateKey.generate()) for dc in ("east", "west")}
     for dc, signer in signers.items():
         ring.note_announced(dc, signer.public_pem)
-        ring.accept(dc)
+        ring.accept(dc, signer.key_id)
     return ring, signers
 
 
