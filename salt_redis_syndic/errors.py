@@ -37,3 +37,7 @@ class RejectedEntry(RedisSyndicError):
 
 class SpoolError(RedisSyndicError):
     """The local durable spool could not be written or read."""
+
+
+class UnsupportedSalt(RedisSyndicError):
+    """The running Salt release is not one this package supports (the engine idles)."""
