@@ -50,6 +50,7 @@ COUNTERS: tuple[Metric, ...] = (
     Metric("jobs_resent", "jobs_resent", "Jobs the MoM appended again because a DC lacked them or their ack (reconciliation).", ("mom",)),
     Metric("jobs_recovered", "jobs_recovered", "Jobs published while the MoM engine was down, sent from the job cache at its start.", ("mom",)),
     Metric("jobs_unrecoverable", "jobs_unrecoverable", "Jobs published while the MoM engine was down that could not be replayed safely.", ("mom",)),
+    Metric("jobs_no_auth_list", "jobs_no_auth_list", "Jobs not sent because Salt (3006) did not record their user's authorization list.", ("mom",)),
     Metric("stream_gaps", "stream_gaps", "Times the job stream started after this DC's cursor (entries trimmed or lost unread).", ("dc",)),
     Metric("batches_resent", "batches_resent", "Uplink batches this DC pushed again because Redis lost them (reconciliation).", ("dc",)),
     Metric("batches_unconfirmed_dropped", "batches_unconfirmed_dropped", "Unconfirmed uplink batch copies dropped after resend_window.", ("dc",)),
