@@ -48,6 +48,7 @@ class Master(Protocol):
     """The local master, as the loops use it (see :class:`salt_adapter.local.LocalMaster`)."""
 
     def bus(self, listen: bool) -> Any: ...
+    def publish_bus(self) -> Any: ...
     def open_bus(self, listen: bool) -> Any: ...
     def job_cache(self) -> Any: ...
     def publisher(self) -> Any: ...
@@ -98,7 +99,7 @@ def build_mom(role: Role, master: Master | None = None) -> dict[str, Loop]:
     published: queue.Queue[tuple[str, float]] = queue.Queue()
     dead = deadletters(settings)
     publisher_cache = master.job_cache()
-    publish_bus = master.bus(listen=True)
+    publish_bus = master.publish_bus()
     loops: dict[str, Loop] = {
         "publish": ListenFirst(JobPublisher(settings, publish_bus, signer, published, role.counters, role.stop,
                                             ledger=MomLedger(ledger_file(settings.state_dir, "mom")),

@@ -14,21 +14,27 @@ from typing import Any, Callable, Mapping
 from . import __version__
 from .app import Loop, Role, build
 from .config import load_settings
-from .errors import ConfigError
+from .errors import ConfigError, UnsupportedSalt
 from .ops.metrics import serve as serve_metrics
 from .runtime import run_threads
+from .salt_adapter.release import Release, check_supported, running
 
 log = logging.getLogger(__name__)
 
 
 def start(opts: Mapping[str, Any], kwargs: Mapping[str, Any] | None = None, stop: threading.Event | None = None,
-          *, factory: Callable[[Role], dict[str, Loop]] = build) -> None:
-    """Run the role's loops until ``stop`` (Salt's engine entry point; ``factory`` builds the loops)."""
+          *, factory: Callable[[Role], dict[str, Loop]] = build,
+          salt_release: Callable[[], Release] = running) -> None:
+    """Run the role's loops until ``stop`` (Salt's engine entry point; ``factory`` builds the loops,
+    ``salt_release`` says which Salt runs them)."""
     stop = stop or threading.Event()
     try:
+        newer = check_supported(salt_release())
+        if newer:
+            log.warning("%s", newer)
         role = Role(load_settings(opts, kwargs), opts, stop)
         loops = factory(role)
-    except ConfigError as err:
+    except (ConfigError, UnsupportedSalt) as err:
         log.error("%s. The redis_syndic engine is idle until this is fixed and salt-master is restarted.", err)
         while not stop.is_set():
             stop.wait(3600)

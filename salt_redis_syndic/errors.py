@@ -53,3 +53,7 @@ class StoreFailed(RedisSyndicError):
     def __init__(self, message: str, retryable: bool = True) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class UnsupportedSalt(RedisSyndicError):
+    """The running Salt release is not one this package supports (the engine idles)."""

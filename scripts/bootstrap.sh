@@ -3,7 +3,9 @@
 #   - installs redis-server (binary only; the system service is not started)
 #     when it is not already on PATH, and python3-venv when venvs cannot be made;
 #   - creates .venv/ in the repo (Debian's python refuses system-wide pip installs,
-#     PEP 668) and installs this repo editable with the test extras into it.
+#     PEP 668), installs Salt ($SALT_SPEC, default the latest 3008.x: the package does not
+#     require Salt, a master always has it) and this repo editable with the test extras.
+#   Other Salt releases get their own venv: scripts/venv-salt.sh <major> <python>.
 
 # Run as root or as a user with sudo. Quiet on success, shows errors.
 set -euo pipefail
@@ -56,6 +58,14 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # Reinstall only when the packaging changed since the last successful install.
 stamp="$VENV/.installed-$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)"
+if ! "$VENV/bin/python" -c 'import salt.version' >/dev/null 2>&1; then
+    rm -f "$VENV"/.installed-*
+    if ! "$VENV/bin/python" -m pip install -q "${SALT_SPEC:-salt==3008.*}" >"$VENV/pip.log" 2>&1; then
+        cat "$VENV/pip.log" >&2
+        echo "bootstrap: installing Salt failed (log above)" >&2
+        exit 1
+    fi
+fi
 if [ ! -e "$stamp" ]; then
     if ! "$VENV/bin/python" -m pip install -q -e '.[test]' >"$VENV/pip.log" 2>&1; then
         cat "$VENV/pip.log" >&2

@@ -15,7 +15,9 @@ include:
 redis-syndic-package-clean-pip-removed:
   pip.removed:
     - name: salt-redis-syndic
+{%-   if rs.pip.bin_env %}
     - bin_env: {{ rs.pip.bin_env | json }}
+{%-   endif %}
     - require:
       - sls: {{ sls_config_clean }}
 {%- endif %}

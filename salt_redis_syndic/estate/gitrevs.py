@@ -42,9 +42,6 @@ Revisions = dict[str, dict[str, str]]
 GIT_TIMEOUT = 20.0
 _HEX_RE = re.compile(r"^[0-9a-f]{4,64}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
-# The provider name our reader stands in for: one of salt's AUTH_PROVIDERS, so per-remote
-# credentials in the master's config are accepted (and ignored: nothing is fetched).
-_AS_PROVIDER = "gitcli"
 
 
 class GitUnavailable(Exception):
@@ -113,9 +110,12 @@ class CacheRefs:
     env_is_exposed: Callable[[str], bool]
     ref: Callable[[str], str | None]
     _get_envs_from_ref_paths: Callable[[list[str]], set[str]]
+    # The provider name the reader stands in for (set by salt_adapter.gitfs.provider_class): one
+    # of Salt's AUTH_PROVIDERS, so per-remote credentials are accepted (and ignored: no fetch).
+    provider_name: str
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.provider = _AS_PROVIDER
+        self.provider = self.provider_name
         self.repo = None  # GitBase.init_remotes keeps only remotes that have this attribute
         self.refs: dict[str, str] | None = None
         self.unreadable = False
@@ -232,8 +232,8 @@ class GitRevisions:
         from ..salt_adapter import gitfs
 
         if kind == "gitfs":
-            return gitfs.gitfs_objects(self.opts, CacheRefs, _AS_PROVIDER)
-        return gitfs.git_pillar_objects(self.opts, git_pillar_sources(self.opts), CacheRefs, _AS_PROVIDER)
+            return gitfs.gitfs_objects(self.opts, CacheRefs)
+        return gitfs.git_pillar_objects(self.opts, git_pillar_sources(self.opts), CacheRefs)
 
     def _objects(self, kind: str) -> list[Any] | None:
         if kind in self._broken:

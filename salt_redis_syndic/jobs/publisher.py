@@ -79,6 +79,16 @@ class JobPublisher:
             return None
         load = dict(data)
         load["jid"] = match.group("jid")
+        if "auth_list" not in load and str(load.get("user", "")) not in self.replayable_users:
+            # Salt 3006 keeps no auth_list (see salt_adapter.publish): a DC master would run the
+            # job with the engine's own rights.  The master's own users have an empty one anyway.
+            log.error("redis_syndic: job %s (%s by %s) is NOT sent to the DCs: this Salt did not record the "
+                      "user's authorization list (Salt 3006); run it as %s, or upgrade the MoM to Salt 3007+",
+                      load["jid"], load.get("fun"), load.get("user"), " or ".join(sorted(self.replayable_users)))
+            self.counters.inc("jobs_no_auth_list")
+            self.bus.fire({"jid": load["jid"], "fun": load.get("fun"), "user": load.get("user")},
+                          job_event_tag(load["jid"], "no_auth_list"))
+            return None
         return self.envelope(load)
 
     def envelope(self, load: dict[str, Any], now: float | None = None) -> JobEnvelope | None:
@@ -101,6 +111,8 @@ class JobPublisher:
         than the bridge itself, and its user is the master's own (the saved load lacks the
         ``auth_list`` a DC master re-checks for other users: those are reported, not run).
         """
+        from ..salt_adapter.publish import publish_load  # the saved load -> Salt's minion-bound load
+
         out: list[tuple[JobEnvelope, dict[str, bytes]]] = []
         for jid, packed, expires_at, sub in self.ledger.unsent_subs():
             fields = unpack_fields(packed)
@@ -238,18 +250,3 @@ def entry_dcs(fields: Mapping[str, Any]) -> tuple[str, ...] | None:
         return None
     dcs = doc.get("dcs") if isinstance(doc, dict) else None
     return tuple(dcs) if isinstance(dcs, list) else None
-
-
-def publish_load(jid: str, saved: Mapping[str, Any]) -> dict[str, Any]:
-    """The minion-bound load ``ClearFuncs._prep_pub`` builds from a saved (clear) load."""
-    load = {k: saved[k] for k in ("fun", "arg", "tgt", "tgt_type", "ret", "user", "to") if k in saved}
-    load["jid"] = jid
-    kwargs = saved.get("kwargs") if isinstance(saved.get("kwargs"), Mapping) else {}
-    for key in ("ret_config", "metadata", "module_executors", "executor_opts", "ret_kwargs"):
-        if key in kwargs:
-            load[key] = kwargs[key]
-    if kwargs.get("delimiter") not in (None, ":"):
-        load["delimiter"] = kwargs["delimiter"]
-    if kwargs.get("start_event"):
-        load["start_event"] = True
-    return load

@@ -51,6 +51,7 @@ COUNTERS: tuple[Metric, ...] = (
     Metric("jobs_resent", "jobs_resent", "Jobs the MoM appended again because a DC lacked them or their ack (reconciliation).", ("mom",)),
     Metric("jobs_recovered", "jobs_recovered", "Jobs published while the MoM engine was down, sent from the job cache at its start.", ("mom",)),
     Metric("jobs_unrecoverable", "jobs_unrecoverable", "Jobs published while the MoM engine was down that could not be replayed safely.", ("mom",)),
+    Metric("jobs_no_auth_list", "jobs_no_auth_list", "Jobs not sent because Salt (3006) did not record their user's authorization list.", ("mom",)),
     Metric("stream_gaps", "stream_gaps", "Times the job stream started after this DC's cursor (entries trimmed or lost unread).", ("dc",)),
     Metric("stream_resets", "stream_resets", "Times a stream's newest id was before this DC's read position (deleted, recreated, or poisoned): read again from the cursor.", ("dc",)),
     Metric("stream_ids_ahead", "stream_ids_ahead", "Verified job stream entries whose id is ahead of this DC's clock: handled, the cursor not moved.", ("dc",)),

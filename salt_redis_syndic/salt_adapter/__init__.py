@@ -20,6 +20,7 @@ import salt.utils.event
 
 from ..errors import RedisSyndicError
 from .jobcache import JobCache as JobCache  # re-exported: the loops build it from here (:mod:`.local`)
+from .release import Release, grains_bank, passes_start_event, running
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,8 @@ class LocalPublisher:
                     "executor_opts", "delimiter", "id"):
             if key in load:
                 kwargs[key] = load[key]
-        if load.get("start_event"):
-            kwargs["start_event"] = True
+        if load.get("start_event") and passes_start_event(running()):
+            kwargs["start_event"] = True  # 3006/3007 minions fire no job start event: not passed
         try:
             pub = self._local().pub(
                 load["tgt"], load["fun"], load.get("arg", []), tgt_type=load.get("tgt_type", "glob"),
@@ -125,20 +126,26 @@ def wait_for_master(opts: Mapping[str, Any], timeout: float, stop: Any) -> bool:
 class MinionDataCache:
     """What the master caches about its minions (``minion_data_cache``): when, and which grains.
 
-    Salt 3008 stores each minion's grains in the ``grains`` bank whenever the minion fetches
-    its pillar (start, refresh): the time of that write is a "last seen" that costs one
-    stat, and the grains are re-read only when it changes.
+    The master stores each minion's grains whenever the minion fetches its pillar (start,
+    refresh): the time of that write is a "last seen" that costs one stat, and the grains are
+    re-read only when it changes.  Where depends on the release (:func:`.release.grains_bank`):
+    3008 bank ``grains`` key ``<id>`` (the grains); 3006/3007 bank ``minions/<id>`` key ``data``
+    (``{"grains": ..., "pillar": ...}``).
     """
 
-    def __init__(self, opts: Mapping[str, Any]) -> None:
+    def __init__(self, opts: Mapping[str, Any], release: Release | None = None) -> None:
         import salt.cache
 
         self._cache = salt.cache.factory(dict(opts))
+        self._bank, self._key = grains_bank(release or running())
         self._grains: dict[str, tuple[int | None, dict[str, Any] | None]] = {}
+
+    def _where(self, minion: str) -> tuple[str, str]:
+        return (self._bank.format(minion=minion), self._key) if self._key else (self._bank, minion)
 
     def updated(self, minion: str) -> int | None:
         try:
-            value = self._cache.updated("grains", minion)
+            value = self._cache.updated(*self._where(minion))
         except Exception:  # a cache driver error must not stop the roster  # noqa: BLE001
             return None
         return int(value) if value else None
@@ -152,9 +159,11 @@ class MinionDataCache:
         picked: dict[str, Any] | None = None
         if stamp is not None:
             try:
-                data = self._cache.fetch("grains", minion) or {}
+                data = self._cache.fetch(*self._where(minion)) or {}
             except Exception:  # noqa: BLE001
                 data = {}
+            if self._key and isinstance(data, dict):
+                data = data.get("grains") or {}  # 3006/3007: grains and pillar in one record
             if isinstance(data, dict):
                 picked = {name: data[name] for name in names if name in data}
         self._grains[minion] = (stamp, picked)

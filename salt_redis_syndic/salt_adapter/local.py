@@ -20,6 +20,7 @@ from . import (
     wait_for_master,
 )
 from .keystore import KeyStoreCache
+from .publish import PublishEvents
 
 
 class Lazy:
@@ -46,6 +47,15 @@ class LocalMaster:
 
     def bus(self, listen: bool) -> Any:
         return Lazy(lambda: MasterBus(self.opts, listen=listen))
+
+    def publish_bus(self) -> Any:
+        """The bus the MoM's publisher listens on: ``salt/job/<jid>/publish`` on every release
+        (on 3006 built from ``new`` and the saved load, see :class:`.publish.PublishEvents`)."""
+        def open_() -> PublishEvents:
+            cache = Lazy(lambda: JobCache(self.opts))  # only opened on a release that needs it
+            return PublishEvents(MasterBus(self.opts, listen=True), lambda jid: cache.get_load(jid))
+
+        return Lazy(open_)
 
     def open_bus(self, listen: bool) -> MasterBus:
         """Opened now: for a loop that handles (and retries) a master that is not up yet."""

@@ -192,8 +192,11 @@ def test_wheel_contents(wheel_path):
     assert f"redis_syndic = {ENTRY_POINT}" in entry_points
     assert "Version: 0.1.0" in meta
     assert "Requires-Python: >=3.10" in meta
-    for req in ("salt>=3007", "redis>=5", "msgpack>=1.0", "cryptography>=41"):
-        assert f"Requires-Dist: {req}" in meta, req
+    requires = sorted(line.split(":", 1)[1].strip() for line in meta.splitlines() if line.startswith("Requires-Dist:")
+                      and "extra ==" not in line)
+    # No Salt: the package runs inside a master, and `salt-pip install` (pip --target) would put a
+    # second Salt into a onedir's extras directory.  Floors every Salt 3006+ onedir meets.
+    assert requires == ["cryptography>=41", "msgpack>=1.0", "redis>=4.5"], requires
 
 
 def test_sdist_contents(source_tree, tmp_path):

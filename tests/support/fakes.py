@@ -14,7 +14,8 @@ from salt_redis_syndic.salt_adapter import PublishFailed
 
 
 class FakeBus:
-    """Salt's event bus: every fired event as ``(tag, data)``; as a listening bus, it hears nothing.
+    """Salt's event bus: every fired event as ``(tag, data)``; as a listening bus, it hears what a test
+    puts in ``incoming`` (``(tag, data)``, oldest first), else nothing.
 
     ``log``, when given, also receives ``("event", tag, data)`` so a test can check the order of
     events against another fake's calls (see :class:`FakeCache`). ``listen`` and ``open`` stand in
@@ -25,15 +26,16 @@ class FakeBus:
         self.listen = listen
         self.opened = 0
         self.events: list[tuple[str, dict[str, Any]]] = []
+        self.incoming: list[tuple[str, Any]] = []
         self.log = log
 
     def open(self) -> FakeBus:
         self.opened += 1
         return self
 
-    def get(self, wait: float) -> None:
-        """No event arrived within ``wait`` (the loops under test are driven by direct calls)."""
-        return None
+    def get(self, wait: float) -> tuple[str, Any] | None:
+        """The next of ``incoming``; None: no event arrived within ``wait``."""
+        return self.incoming.pop(0) if self.incoming else None
 
     def fire(self, data: Mapping[str, Any], tag: str) -> bool:
         self.events.append((tag, dict(data)))

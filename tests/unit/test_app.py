@@ -50,6 +50,9 @@ class FakeMaster:
         self.buses.append(FakeBus(listen=listen))
         return self.buses[-1]
 
+    def publish_bus(self) -> FakeBus:
+        return self.bus(listen=True)
+
     def open_bus(self, listen: bool) -> FakeBus:
         return FakeBus(listen=listen)
 

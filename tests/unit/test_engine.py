@@ -84,3 +84,42 @@ def test_the_loops_the_factory_built_run_until_stopped() -> None:
     assert sorted(ran) == ["collect", "publish"]
     (role,) = built
     assert role.settings.role == "mom" and role.settings.master_id == "mom1" and role.stop is stop
+
+
+def test_a_salt_older_than_3006_is_refused_in_one_line_naming_the_supported_releases(
+        caplog: pytest.LogCaptureFixture) -> None:
+    stop = CountingStop()
+    with caplog.at_level(logging.WARNING, logger="salt_redis_syndic"):
+        engine.start(OPTS, GOOD, stop, factory=refuse, salt_release=lambda: (3005, 5))
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "Salt 3005.5 is not supported" in line and "3006 LTS, 3007 and 3008 LTS" in line
+    assert "idle until this is fixed" in line
+    assert stop.waits == [3600]
+
+
+@pytest.mark.parametrize("release", [(3006, 0), (3007, 1), (3008, 4)])
+def test_a_supported_salt_runs_the_loops_without_a_word(release: tuple[int, int],
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    built: list[Role] = []
+    with caplog.at_level(logging.WARNING, logger="salt_redis_syndic"):
+        engine.start(OPTS, GOOD, CountingStop(), factory=lambda role: built.append(role) or {},
+                     salt_release=lambda: release)
+    assert len(built) == 1 and not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_salt_newer_than_tested_runs_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    built: list[Role] = []
+    with caplog.at_level(logging.WARNING, logger="salt_redis_syndic"):
+        engine.start(OPTS, GOOD, CountingStop(), factory=lambda role: built.append(role) or {},
+                     salt_release=lambda: (3009, 0))
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(built) == 1 and "Salt 3009.0 is newer than" in line
+
+
+def test_the_running_salt_is_read_from_salt_itself() -> None:
+    import salt.version
+
+    from salt_redis_syndic.salt_adapter.release import running
+
+    info = salt.version.__saltstack_version__
+    assert running() == (info.major, info.minor) and running()[0] >= 3006

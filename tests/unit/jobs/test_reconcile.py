@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from salt_redis_syndic.errors import RejectedEntry
-from salt_redis_syndic.jobs.publisher import publish_load
+from salt_redis_syndic.salt_adapter.publish import publish_load
 from salt_redis_syndic.jobs.reconcile import DcView, due_resends
 from salt_redis_syndic.returns.confirm import ResendPlanner, UplinkTracker
 from salt_redis_syndic.security.signing import Signer, Verifier
@@ -182,9 +182,11 @@ def test_mom_ledger_outbox(tmp_path):
 def test_publish_load_rebuilds_the_minion_bound_load_from_a_saved_load():
     saved = {"fun": "state.apply", "arg": ["x"], "tgt": "web*", "tgt_type": "glob", "ret": "", "user": "root",
              "jid": "ignored", "kwargs": {"metadata": {"a": 1}, "delimiter": ":", "show_jid": False, "start_event": True}}
-    assert publish_load("20240501123456789001", saved) == {
+    assert publish_load("20240501123456789001", saved, (3008, 4)) == {
         "fun": "state.apply", "arg": ["x"], "tgt": "web*", "tgt_type": "glob", "ret": "", "user": "root",
         "jid": "20240501123456789001", "metadata": {"a": 1}, "start_event": True}
+    # Salt 3006 does not copy start_event into the minion-bound load
+    assert "start_event" not in publish_load("20240501123456789001", saved, (3006, 29))
 
 
 def test_publisher_recovers_unsent_outbox_entries_and_jobs_it_never_saw(tmp_path):

@@ -229,3 +229,18 @@ def test_job_for_an_unknown_dc_is_named(tmp_path):
     collector.drain_published()
     assert (f"redis_syndic/job/{JID}/unknown_dcs", {"jid": JID, "dcs": ["esat"]}) in bus.events
     ledger.close()
+
+
+def test_publisher_refuses_a_job_of_another_user_without_its_authorization_list(tmp_path):
+    """Salt 3006 records no auth_list: a DC master would run such a job with the engine's rights."""
+    bus, counters = FakeBus(), Counters()
+    pub = JobPublisher(mom_settings(tmp_path), bus, MOM_KEY, queue.Queue(), counters, threading.Event(),
+                       ledger=MomLedger(str(tmp_path / "mom.sqlite")), master_user="salt")
+    assert pub.job_from_event(f"salt/job/{JID}/publish", load(user="sudo_alice")) is None
+    assert bus.tags() == [f"redis_syndic/job/{JID}/no_auth_list"] and counters.snapshot() == {"jobs_no_auth_list": 1}
+    # the master's own users (empty auth_list on 3007+ too), and anyone whose auth_list Salt gave
+    for user in ("root", "salt"):
+        assert pub.job_from_event(f"salt/job/{JID}/publish", load(user=user)) is not None
+    with_list = pub.job_from_event(f"salt/job/{JID}/publish", load(user="sudo_alice", auth_list=[{"web*": ["test.*"]}]))
+    assert with_list is not None and with_list.load["auth_list"] == [{"web*": ["test.*"]}]
+    assert len(bus.events) == 1
