@@ -1281,12 +1281,13 @@ class Lab:
                 master.spawn()
             for master in self.masters.values():
                 self._wait_master(master)
+            self._spawn_apis()  # salt-api starts while the minions do
             for minion in self.minions.values():
                 minion.spawn()
             for master in self.masters.values():
                 if master.minion_ids:
                     self._wait_minions(master)
-            self._start_apis()
+            self._wait_apis()
         except BaseException:
             self.stop()
             raise
@@ -1343,8 +1344,8 @@ class Lab:
 
     # ---------------------------------------------------------------- readiness
 
-    def _start_apis(self) -> None:
-        """``salt-api`` beside the top master (``api=True`` only), ready when its port accepts."""
+    def _spawn_apis(self) -> None:
+        """``salt-api`` beside the top master (``api=True`` only)."""
         if not self.api:
             return
         master = self.master(self.top)
@@ -1354,15 +1355,19 @@ class Lab:
         self.apis[master.name] = spec
         spec.spawn()
 
-        def ready() -> bool:
-            if not spec.running():
-                raise LabError(spec.describe_failure("died during start"))
-            return spec.is_ready()
+    def _wait_apis(self) -> None:
+        """Every salt-api accepts on its port."""
+        for spec in self.apis.values():
 
-        try:
-            wait_until(ready, self.ready_timeout, f"salt-api on {master.address}:{API_PORT}")
-        except LabTimeout as exc:
-            raise LabError(spec.describe_failure(str(exc))) from None
+            def ready(spec: ApiSpec = spec) -> bool:
+                if not spec.running():
+                    raise LabError(spec.describe_failure("died during start"))
+                return spec.is_ready()
+
+            try:
+                wait_until(ready, self.ready_timeout, f"salt-api on {spec.address}:{API_PORT}")
+            except LabTimeout as exc:
+                raise LabError(spec.describe_failure(str(exc))) from None
 
     def salt_api(self) -> SaltApi:
         """An HTTP client for the top master's salt-api (the lab must be built with ``api=True``)."""

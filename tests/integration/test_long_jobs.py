@@ -22,7 +22,7 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -195,16 +195,33 @@ def test_minion_killed_mid_job_is_reported_like_on_a_single_master(bridged: Lab,
 def test_minions_of_a_stopped_dc_are_reported_like_offline_minions_of_a_single_master(bridged: Lab,
                                                                                          single: Lab) -> None:
     west = sorted(m for m in ALL if m.startswith("west"))
-    bridged.stop_master("west")
-    for minion in west:
-        single.stop_minion(minion)
+    side_by_side(lambda: bridged.stop_master("west"), lambda: [single.stop_minion(m) for m in west])
     try:
-        b_out, b_code, b_s = run(bridged, "*", "test.ping", timeout=120)
-        s_out, s_code, s_s = run(single, "*", "test.ping", timeout=120)
+        (b_out, b_code, b_s), (s_out, s_code, s_s) = side_by_side(
+            lambda: run(bridged, "*", "test.ping", timeout=120), lambda: run(single, "*", "test.ping", timeout=120))
         print(f"\nwest down: MoM {outcome(b_out)} rc {b_code} {b_s:.1f}s / single {outcome(s_out)} rc {s_code} {s_s:.1f}s")
         assert (outcome(b_out), b_code) == (outcome(s_out), s_code) == ((ALL - set(west), set(west)), 1)
     finally:
-        bridged.start_master("west")
-        for minion in west:
-            single.start_minion(minion)
+        side_by_side(lambda: bridged.start_master("west"), lambda: [single.start_minion(m) for m in west])
     bridged.wait_bridge(timeout=90)
+
+
+def side_by_side(on_bridged: Callable[[], Any], on_single: Callable[[], Any]) -> tuple[Any, Any]:
+    """Both calls at the same time (the labs share nothing but the host); the first error is raised."""
+    results: list[Any] = [None, None]
+
+    def go(index: int, call: Callable[[], Any]) -> None:
+        try:
+            results[index] = call()
+        except BaseException as err:  # noqa: BLE001 - raised below, in the test's thread
+            results[index] = err
+
+    threads = [threading.Thread(target=go, args=pair) for pair in enumerate((on_bridged, on_single))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results[0], results[1]
