@@ -19,7 +19,9 @@ def test_minion_lists_in_comments_compare_in_any_order_and_jids_are_replaced():
 
 
 def marks(**counts: int) -> dict[str, int]:
-    return {"east-m1": 0, "east-m2": 0, "west-m1": 0, "west-m2": 0, **{k.replace("_", "-"): v for k, v in counts.items()}}
+    """Marker counts of the four lab minions (``east_m1=1`` for east-m1), zero unless given."""
+    given = {k.replace("_", "-"): v for k, v in counts.items()}
+    return {"east-m1": 0, "east-m2": 0, "west-m1": 0, "west-m2": 0, **given}
 
 
 def test_a_marker_case_holds_when_both_masters_marked_the_same_minions_once():
