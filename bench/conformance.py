@@ -24,13 +24,15 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab import Lab, LabError, parse_json_documents
+from lab import Lab, LabError, parse_json_documents, wait_until
 
 DCS = ("east", "west")
 MINIONS_PER_DC = 2
 NODEGROUPS = {"webs": "G@role:web", "east_dbs": "G@dc:east and G@role:db"}
 
 JID_RE = re.compile(r"\b\d{20}\b")
+# Salt joins minion ids in arrival (or set) order in some comments ("... failed on minions: a, b")
+MINION_LIST_RE = re.compile(r"\b[a-z]+-m\d+(?:, [a-z]+-m\d+)+\b")
 VOLATILE_KEYS = frozenset({"duration", "start_time", "pid", "_stamp", "StartTime"})
 
 
@@ -47,6 +49,13 @@ class Case:
     MoM's output before comparing, and required to be there (``why`` says what they are).
     ``known``: a difference that remains, with its reason; the MoM must give ``mom_gives``
     (exit code, output) and the single master something else, so the case fails when either changes.
+    ``cli="salt-api"``: ``argv[0]`` is a JSON lowstate POSTed to ``rest_cherrypy`` (the exit code is
+    the HTTP status); with ``lookup`` the reply names a jid, looked up at ``/jobs/<jid>`` once every
+    minion of the reply returned; ``compare="batches"`` merges the per-batch dicts of the reply;
+    ``pick``: only that key of each minion's return (the lab's user shown as ``<master user>``).
+    ``markers``: a line the command makes minions append to ``markers.txt`` in their root (a reactor,
+    a returner); the outcome counts it per minion once ``marked`` minions have it (plus a settle,
+    so that a second run would show), and the single master must have ``marked`` minions marked.
     """
 
     name: str
@@ -62,6 +71,10 @@ class Case:
     why: str = ""
     known: str = ""
     mom_gives: tuple[int, Any] | None = None
+    lookup: bool = False
+    pick: str = ""
+    markers: str = ""
+    marked: int = 0
 
 
 def case(name: str, *argv: str, **kwargs: Any) -> Case:
@@ -69,12 +82,20 @@ def case(name: str, *argv: str, **kwargs: Any) -> Case:
 
 
 SLEEP_PILLAR = 'pillar={"seconds": %d}'
+REACTOR_TAG = "lab/mark"  # the conformance labs' reactor: lab/reactor/mark.sls (see lab.daemons)
+MARK_SETTLE = 2.0
+
+
+def low(client: str, **kwargs: Any) -> str:
+    return json.dumps({"client": client, **kwargs})
+
 
 CASES: list[Case] = [
     # targeting
     case("glob_all", "*", "test.ping"),
     case("glob_dc", "east-*", "test.ping"),
     case("list", "-L", "east-m1,west-m2", "test.ping"),
+    case("list_missing", "-L", "east-m1,nosuch", "test.ping"),
     case("pcre", "-E", ".*-m1", "test.ping"),
     case("grain", "-G", "role:web", "test.ping"),
     case("grain_pcre", "-P", "dc:e.*", "test.ping"),
@@ -124,8 +145,31 @@ CASES: list[Case] = [
     case("lookup_jid", "jobs.lookup_jid", "{jid}", cli="salt-run", prepare=("*", "test.echo", "looked-up")),
     case("list_job", "jobs.list_job", "{jid}", cli="salt-run", prepare=("*", "test.echo", "listed"),
          mom_adds=("Metadata",), why="Metadata.redis_syndic_dcs: the DC of every minion, kept in the MoM's job cache"),
+    case("print_job", "jobs.print_job", "{jid}", cli="salt-run", prepare=("*", "test.echo", "printed"),
+         mom_adds=("Metadata",), why="Metadata.redis_syndic_dcs: the DC of every minion, kept in the MoM's job cache"),
     case("manage_status", "manage.status", cli="salt-run"),
     case("manage_down", "manage.down", cli="salt-run"),
+    # salt-api (rest_cherrypy, sharedsecret eauth)
+    case("api_local", low("local", tgt="*", fun="test.echo", arg=["api"]), cli="salt-api"),
+    case("api_local_user", low("local", tgt="east-m1,west-m1", tgt_type="list", fun="test.arg"),
+         cli="salt-api", pick="__pub_user", mom_gives=(200, [{"east-m1": "<master user>", "west-m1": "<master user>"}]),
+         known="a DC master publishes a bridged job as its own user (as for a syndic: Salt's LocalClient sends the "
+               "user it runs as); the eauth user is in the MoM's job cache (jobs.list_job: User)"),
+    case("api_local_async", low("local_async", tgt="*", fun="test.echo", arg=["async"]), cli="salt-api", lookup=True,
+         mom_adds=("Metadata",), why="Metadata.redis_syndic_dcs: the DC of every minion, kept in the MoM's job cache"),
+    case("api_async_grain", low("local_async", tgt="role:db", tgt_type="grain", fun="test.ping"), cli="salt-api",
+         mom_gives=(200, [{"jid": "<jid>", "minions": []}]),
+         known="the reply's minions come from the master's grains cache, which holds no DC minion on the MoM "
+               "(Salt 3008 leaves out minions without cached grains); the job still runs on every matching DC minion"),
+    case("api_local_batch", low("local_batch", tgt="*", fun="test.echo", arg=["batched"], batch="2"), cli="salt-api",
+         compare="batches"),
+    case("api_runner", low("runner", fun="manage.status"), cli="salt-api"),
+    # orchestration, reactor, returners
+    case("orchestrate", "state.orchestrate", "lab.orch", cli="salt-run"),
+    case("reactor", "event.send", REACTOR_TAG, 'data={"tgt": "G@role:web", "marker": "reacted"}', cli="salt-run",
+         markers="reacted", marked=2),
+    case("returner", "*", "test.echo", "returned", "--return", "lab_mark", prepare=("*", "saltutil.sync_returners"),
+         markers=json.dumps("returned"), marked=4),
 ]
 CASES_BY_NAME = {c.name: c for c in CASES}
 
@@ -135,18 +179,23 @@ CASES_BY_NAME = {c.name: c for c in CASES}
 
 @dataclass
 class Outcome:
-    """What one master gave: exit code and the normalized output (or a count of minions)."""
+    """What one master gave: exit code and the normalized output (or a count of minions).
+
+    ``seconds``: how long the case took there (shown, never compared).
+    """
 
     rc: int
     output: Any
     raw: str = field(default="", repr=False)
+    seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rc": self.rc, "output": self.output}
+        return {"rc": self.rc, "output": self.output, "seconds": round(self.seconds, 1)}
 
 
 def _text(value: str, root: str) -> str:
-    return JID_RE.sub("<jid>", value.replace(root, "<root>") if root else value)
+    value = JID_RE.sub("<jid>", value.replace(root, "<root>") if root else value)
+    return MINION_LIST_RE.sub(lambda m: ", ".join(sorted(m.group(0).split(", "))), value)
 
 
 def normalize(value: Any, root: str = "") -> Any:
@@ -182,6 +231,20 @@ def without(value: Any, keys: tuple[str, ...]) -> tuple[Any, int]:
     return value, 0
 
 
+def found(value: Any, key: str) -> Any:
+    """The value of ``key`` at any depth of ``value`` (first found), or None."""
+    if isinstance(value, dict):
+        if key in value:
+            return value[key]
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            hit = found(item, key)
+            if hit is not None:
+                return hit
+    return None
+
+
 def _jid_of(text: str) -> str:
     match = JID_RE.search(text)
     if match is None:
@@ -191,6 +254,18 @@ def _jid_of(text: str) -> str:
 
 def run_case(lab: Lab, c: Case) -> Outcome:
     """Run ``c`` against the lab's top master (the MoM, or the single master)."""
+    begin = time.monotonic()
+    outcome = run_api(lab, c) if c.cli == "salt-api" else run_cli(lab, c)
+    outcome.seconds = time.monotonic() - begin
+    if c.markers:
+        outcome.output = {"cli": outcome.output, "markers": count_markers(lab, c)}
+    if c.settle:
+        time.sleep(c.settle)
+    return outcome
+
+
+def run_cli(lab: Lab, c: Case) -> Outcome:
+    """``salt`` or ``salt-run`` with ``c.argv`` on the top master."""
     argv = list(c.argv)
     if c.prepare:
         jid = _jid_of(lab.salt("--show-jid", "--out=json", *c.prepare, timeout=c.timeout).stdout)
@@ -213,9 +288,58 @@ def run_case(lab: Lab, c: Case) -> Outcome:
         output = len(docs) if c.compare == "count" else normalize(docs, root)
     if c.background:  # the next case must not see it running
         lab.salt("*", "saltutil.kill_job", jid, timeout=c.timeout)
-    if c.settle:
-        time.sleep(c.settle)
     return Outcome(result.returncode, output, raw=text)
+
+
+def run_api(lab: Lab, c: Case) -> Outcome:
+    """POST the lowstate ``c.argv[0]`` to the top master's salt-api; the HTTP status is the exit code."""
+    api = lab.salt_api()
+    reply = api.run(json.loads(c.argv[0]))
+    raw = json.dumps(reply.body)
+    if reply.status != 200 or not isinstance(reply.body, dict):
+        return Outcome(reply.status, normalize(reply.body, str(lab.root)), raw=raw)
+    output: Any = reply.body["return"]
+    if c.pick:
+        picked = [{m: found(r, c.pick) for m, r in part.items()} for part in output]
+        output = [{m: "<master user>" if v == lab.user else v for m, v in part.items()} for part in picked]
+    if c.compare == "batches":  # one dict per minion (or per batch), in arrival order
+        merged = {k: v for part in output for k, v in part.items()}
+        output = {"entries": len(output), "returns": merged}
+    if c.lookup:
+        started = output[0]
+        minions = set(started["minions"])
+
+        def done() -> Any:
+            job = api.job(started["jid"])
+            returned = job.body["return"][0] if job.status == 200 and isinstance(job.body, dict) else {}
+            return job if minions <= set(returned) else None
+
+        try:
+            job = wait_until(done, c.timeout, f"the returns of {started['jid']} at /jobs")
+        except LabError as err:  # what the job holds after the wait is the outcome
+            job = api.job(started["jid"])
+            raw += f"\n{err}"
+        output = {"minions": sorted(minions), "job_status": job.status, "job": job.body}
+        raw += "\n" + json.dumps(job.body)
+    return Outcome(reply.status, normalize(output, str(lab.root)), raw=raw)
+
+
+def count_markers(lab: Lab, c: Case) -> dict[str, int]:
+    """How many times each minion appended ``c.markers`` to its markers.txt, once ``c.marked`` did."""
+
+    def counts() -> dict[str, int]:
+        out = {}
+        for minion in lab.minion_ids:
+            path = lab.minion_file(minion, "markers.txt")
+            lines = path.read_text().splitlines() if path.exists() else []
+            out[minion] = sum(1 for line in lines if line.strip() == c.markers)
+        return out
+
+    deadline = time.monotonic() + c.timeout
+    while sum(1 for n in counts().values() if n) < c.marked and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(MARK_SETTLE)  # a second run on any minion would show now
+    return counts()
 
 
 def verdict(c: Case, single: Outcome, mom: Outcome) -> tuple[str, list[str]]:
@@ -226,11 +350,15 @@ def verdict(c: Case, single: Outcome, mom: Outcome) -> tuple[str, list[str]]:
         if (single.rc, single.output) == (mom.rc, mom.output):
             return "changed", ["the known difference is gone: update the case and docs/using-the-mom.md"]
         return f"known difference: {c.known}", []
+    if c.markers:
+        marked = sum(1 for n in single.output["markers"].values() if n)
+        if marked != c.marked:
+            return "broken case", [f"the single master marked {marked} minion(s), the case expects {c.marked}"]
     if c.mom_adds:
         stripped, taken = without(mom.output, c.mom_adds)
         if not taken:
             return "changed", [f"the MoM no longer adds {', '.join(c.mom_adds)}: update the case"]
-        mom = Outcome(mom.rc, stripped, mom.raw)
+        mom = Outcome(mom.rc, stripped, mom.raw, mom.seconds)
     diff = differences(single, mom)
     if diff:
         return diff[0], diff
@@ -284,8 +412,10 @@ def run_both(single: Lab, mom: Lab, c: Case) -> tuple[Outcome, Outcome]:
 
 def make_labs(minions_per_dc: int = MINIONS_PER_DC) -> tuple[Lab, Lab]:
     """An unstarted single master and an unstarted bridge, same minions, nodegroups on the top master."""
-    single = Lab.direct(DCS, minions_per_dc, dc_opts={"nodegroups": NODEGROUPS})
-    mom = Lab(DCS, minions_per_dc, mom_opts={"nodegroups": NODEGROUPS})
+    # the same master id on both: an orchestration's output is keyed by it
+    opts = {"nodegroups": NODEGROUPS, "reactor": [{REACTOR_TAG: ["salt://lab/reactor/mark.sls"]}]}
+    single = Lab.direct(DCS, minions_per_dc, api=True, dc_opts={**opts, "id": "mom"})
+    mom = Lab(DCS, minions_per_dc, api=True, mom_opts=opts)
     return single, mom
 
 
@@ -314,12 +444,21 @@ def started_labs(minions_per_dc: int = MINIONS_PER_DC) -> Iterator[tuple[Lab, La
         yield single, mom
 
 
+HEADER = f"{'case':<22} {'single rc':>9} {'MoM rc':>6} {'single s':>8} {'MoM s':>6}  result"
+
+
+def table_line(name: str, single: dict[str, Any], mom: dict[str, Any], result: str) -> str:
+    """``single`` and ``mom``: ``Outcome.as_dict()``."""
+    return (f"{name:<22} {single['rc']:>9} {mom['rc']:>6} {single['seconds']:>8.1f} {mom['seconds']:>6.1f}  "
+            f"{result[:110]}")
+
+
 def table(rows: Sequence[dict[str, Any]]) -> str:
-    """One line per case: name, exit codes, equal or not, and the first difference."""
-    lines = [f"{'case':<22} {'single rc':>9} {'MoM rc':>6}  result"]
+    """One line per case: name, exit codes, seconds, equal or not, and the first difference."""
+    lines = [HEADER]
     for row in rows:
         shown = row["result"] if not row["differences"] else "DIFFERENT: " + row["differences"][0][:80]
-        lines.append(f"{row['case']:<22} {row['single']['rc']:>9} {row['mom']['rc']:>6}  {shown[:110]}")
+        lines.append(table_line(row["case"], row["single"], row["mom"], shown))
     held = [r for r in rows if not r["differences"]]
     known = sum(1 for r in held if r["result"].startswith("known difference"))
     lines.append(f"{len(held) - known} of {len(rows)} cases the same as a single master, {known} known difference(s), "

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 
 import yaml
 
+from .api import API_PORT, SaltApi, api_opts
 from .netproxy import Proxy
 
 log = logging.getLogger(__name__)
@@ -430,6 +431,24 @@ class MinionSpec(DaemonSpec):
         return [find_script("salt-minion"), "-c", str(self.conf_dir)]
 
 
+@dataclass(kw_only=True)
+class ApiSpec(DaemonSpec):
+    """``salt-api`` beside a master, reading that master's config (``rest_cherrypy``, see lab/api.py)."""
+
+    master_conf: Path
+    address: str
+
+    @property
+    def conf_dir(self) -> Path:
+        return self.master_conf
+
+    def argv(self) -> list[str]:
+        return [find_script("salt-api"), "-c", str(self.master_conf)]
+
+    def is_ready(self) -> bool:
+        return tcp_accepting(self.address, API_PORT)
+
+
 # --------------------------------------------------------------------------------------------
 # process control shared by the lab and the test fixtures
 # --------------------------------------------------------------------------------------------
@@ -651,6 +670,71 @@ lab_fail_after:
       - test: lab_fail_bad
 """
 
+LAB_ORCH_SLS = """\
+# Written by lab: an orchestration (salt-run state.orchestrate lab.orch) whose steps target the
+# minions of every DC: a state that takes a few seconds, a function whose failures fail_minions
+# tolerates, one whose failure it does not, and a step that requires the failed one.
+orch_state:
+  salt.state:
+    - tgt: '*'
+    - sls: lab.sleep
+    - pillar: {seconds: 3}
+
+orch_tolerated:
+  salt.function:
+    - name: match.glob
+    - tgt: '*'
+    - arg: ['east-*']
+    - fail_minions: [west-m1, west-m2]
+    - require:
+      - salt: orch_state
+
+orch_failed:
+  salt.function:
+    - name: match.glob
+    - tgt: '*'
+    - arg: ['east-*']
+    - fail_minions: [west-m1]
+
+orch_after_failed:
+  salt.function:
+    - name: test.ping
+    - tgt: '*'
+    - require:
+      - salt: orch_failed
+"""
+
+LAB_REACTOR_SLS = """\
+# Written by lab: the reactor of tag lab/mark (salt-run event.send lab/mark data='{tgt, marker}').
+# Each targeted minion appends the marker to markers.txt in its own root (cmd.run's template
+# renders the path on the minion).
+lab_reactor_mark:
+  local.cmd.run:
+    - tgt: '{{ data['tgt'] }}'
+    - tgt_type: compound
+    - args:
+      - cmd: echo {{ data['marker'] }} >> {% raw %}{{ opts['root_dir'] }}{% endraw %}/markers.txt
+      - template: jinja
+      - python_shell: true
+"""
+
+LAB_MARK_RETURNER = '''\
+"""Lab returner (salt --return lab_mark): appends the return to markers.txt in the minion's root."""
+import json
+import os
+
+__virtualname__ = "lab_mark"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def returner(ret):
+    with open(os.path.join(__opts__["root_dir"], "markers.txt"), "a") as fh:
+        fh.write(json.dumps(ret.get("return")) + "\\n")
+'''
+
 LAB_JID_HELPER = '''\
 """Append the jid of the Salt job this process runs under to a file (lab helper)."""
 import os
@@ -685,6 +769,11 @@ def write_state_tree(base: Path) -> None:
     (base / "lab" / "sleep.sls").write_text(LAB_SLEEP_SLS)
     (base / "lab" / "fail.sls").write_text(LAB_FAIL_SLS)
     (base / "lab" / "files" / "lab_jid.py").write_text(LAB_JID_HELPER)
+    (base / "lab" / "orch.sls").write_text(LAB_ORCH_SLS)
+    (base / "lab" / "reactor").mkdir(exist_ok=True)
+    (base / "lab" / "reactor" / "mark.sls").write_text(LAB_REACTOR_SLS)
+    (base / "_returners").mkdir(exist_ok=True)
+    (base / "_returners" / "lab_mark.py").write_text(LAB_MARK_RETURNER)
 
 
 def write_pillar_tree(base: Path, dc: str | None) -> None:
@@ -752,6 +841,7 @@ class Lab:
         root: str | os.PathLike[str] | None = None,
         keep_root: bool = False,
         dc_links: bool = False,
+        api: bool = False,
         extra_moms: Sequence[str] = (),
         sub_dcs: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
@@ -782,6 +872,8 @@ class Lab:
         self.minion_grace = minion_grace
         self.keep_root = keep_root
         self.dc_links = dc_links
+        self.api = api
+        self.apis: dict[str, ApiSpec] = {}
         self.links: dict[str, Proxy] = {}
         self.user = getpass.getuser()
         # Only a root the lab made itself is deleted on stop (unless keep_root).
@@ -911,7 +1003,7 @@ class Lab:
     def daemons(self) -> list[DaemonSpec]:
         """Every daemon, in start order."""
         out: list[DaemonSpec] = [self.redis] if self.redis else []
-        return out + list(self.masters.values()) + list(self.minions.values())
+        return out + list(self.masters.values()) + list(self.apis.values()) + list(self.minions.values())
 
     # ---------------------------------------------------------------- planning
 
@@ -936,7 +1028,7 @@ class Lab:
             if all(
                 port_is_free(f"127.0.{subnet}.{h}", port)
                 for h in range(1, hosts + 1)
-                for port in (PUBLISH_PORT, RET_PORT)
+                for port in (PUBLISH_PORT, RET_PORT, *((API_PORT,) if self.api and h == 1 else ()))
             ):
                 self.subnet, self._lock_fd = subnet, fd
                 return
@@ -1023,6 +1115,8 @@ class Lab:
                 "pillar_roots": {"base": [str(root / "srv" / "pillar")]},
             }
         )
+        if self.api and name == self.top:
+            conf.update(api_opts(conf["interface"], root))
         if role == "mom":
             conf.update({"order_masters": True, "syndic_wait": self.syndic_wait})
         else:
@@ -1187,11 +1281,13 @@ class Lab:
                 master.spawn()
             for master in self.masters.values():
                 self._wait_master(master)
+            self._spawn_apis()  # salt-api starts while the minions do
             for minion in self.minions.values():
                 minion.spawn()
             for master in self.masters.values():
                 if master.minion_ids:
                     self._wait_minions(master)
+            self._wait_apis()
         except BaseException:
             self.stop()
             raise
@@ -1247,6 +1343,37 @@ class Lab:
             psutil.wait_procs(procs, timeout=5)
 
     # ---------------------------------------------------------------- readiness
+
+    def _spawn_apis(self) -> None:
+        """``salt-api`` beside the top master (``api=True`` only)."""
+        if not self.api:
+            return
+        master = self.master(self.top)
+        spec = ApiSpec(name=f"{master.name}-api", root=master.root / "api", log_file=master.root / "log" / "api.log",
+                       pidfile=master.root / "run" / "salt-api.pid", master_conf=master.conf_dir,
+                       address=master.address)
+        self.apis[master.name] = spec
+        spec.spawn()
+
+    def _wait_apis(self) -> None:
+        """Every salt-api accepts on its port."""
+        for spec in self.apis.values():
+
+            def ready(spec: ApiSpec = spec) -> bool:
+                if not spec.running():
+                    raise LabError(spec.describe_failure("died during start"))
+                return spec.is_ready()
+
+            try:
+                wait_until(ready, self.ready_timeout, f"salt-api on {spec.address}:{API_PORT}")
+            except LabTimeout as exc:
+                raise LabError(spec.describe_failure(str(exc))) from None
+
+    def salt_api(self) -> SaltApi:
+        """An HTTP client for the top master's salt-api (the lab must be built with ``api=True``)."""
+        if self.top not in self.apis:
+            raise LabError("this lab runs no salt-api: build it with api=True")
+        return SaltApi(self.master(self.top).address)
 
     def _wait_master(self, master: MasterSpec, timeout: float | None = None) -> None:
         timeout = self.ready_timeout if timeout is None else timeout

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.conformance import CASES, Case, run_both, started_labs, verdict
+from bench.conformance import CASES, Case, run_both, started_labs, table_line, verdict
 from lab import Lab
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,8 @@ def test_same_as_a_single_master(labs: tuple[Lab, Lab], case: Case, record_prope
     single, mom = labs
     s, m = run_both(single, mom, case)
     result, diff = verdict(case, s, m)
-    record_property("conformance", {"case": case.name, "single_rc": s.rc, "mom_rc": m.rc,
-                                    "result": result if not diff else "DIFFERENT: " + diff[0][:100]})
+    shown = result if not diff else "DIFFERENT: " + diff[0][:100]
+    record_property("conformance", {"case": case.name, "line": table_line(case.name, s.as_dict(), m.as_dict(), shown),
+                                    "result": shown})
     assert not diff, f"{case.cli} {' '.join(case.argv)}:\n" + "\n".join(diff) + \
         f"\n--- single master said:\n{s.raw[-2000:]}\n--- MoM said:\n{m.raw[-2000:]}"
