@@ -10,7 +10,7 @@
 # Salt 3006 LTS stage: .venv-salt3006/ (scripts/venv-salt.sh 3006 on Python 3.10: $PYTHON310,
 # else python3.10, else a pyenv 3.10) runs the unit tests and a smoke set of real daemons on
 # Salt 3006 (a job down, its returns up, the job cache; the core of the conformance cases).
-# About 2 minutes once the venv exists (building it the first time: about 4). SALT3006=0 skips it, SALT3006=only runs it alone.
+# About 2 minutes once the venv exists (building it, once per machine and dependency change: about 3). SALT3006=0 skips it, SALT3006=only runs it alone.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/bootstrap.sh
