@@ -9,8 +9,8 @@
 #
 # Salt 3006 LTS stage: .venv-salt3006/ (scripts/venv-salt.sh 3006 on Python 3.10: $PYTHON310,
 # else python3.10, else a pyenv 3.10) runs the unit tests and a smoke set of real daemons on
-# Salt 3006 (a job down, its returns up, the job cache; the core of the conformance cases).
-# About 2 minutes once the venv exists (building it, once per machine and dependency change: about 3). SALT3006=0 skips it, SALT3006=only runs it alone.
+# Salt 3006 (a job down, its returns up, the job cache).
+# About 100 s once the venv exists (building it, once per machine and dependency change: about 3). SALT3006=0 skips it, SALT3006=only runs it alone.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/bootstrap.sh
@@ -36,9 +36,9 @@ if [ "${SALT3006:-1}" != 0 ]; then
         tests/integration/test_bridge.py::test_arg_with_args_and_kwargs
         tests/integration/test_bridge.py::test_async_then_lookup_jid_and_list_job
     )
-    for case in glob_all arg_kwarg state_apply batch_2 static lookup_jid; do  # the conformance core
-        smoke+=("tests/integration/test_conformance.py::test_same_as_a_single_master[$case]")
-    done
+    # The conformance core (glob_all arg_kwarg state_apply batch_2 static lookup_jid) also passes on
+    # 3006, but with its two labs the stage took 228 s (load 9) instead of 96 s (load 5): run it by
+    # hand, see docs/development.md.
     "$venv/bin/python" -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-2}" --dist loadfile \
         tests/unit "${smoke[@]}" || rc=$?
     echo "test.sh: Salt 3006 stage took $((SECONDS - start)) s"
