@@ -65,9 +65,14 @@ def connect(path: str) -> sqlite3.Connection:
     the same mode); a file an older version left group- or world-readable is tightened."""
     if path != ":memory:":
         os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        if os.stat(path).st_mode & 0o077:
-            os.chmod(path, 0o600)
+        # Never open and close an existing ledger by hand: closing any descriptor of a file drops
+        # every POSIX lock this process holds on it, SQLite's included (another connection of
+        # this process would then write unlocked). Only a file that does not exist yet is made.
+        try:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            if os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o600)
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")

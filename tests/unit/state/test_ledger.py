@@ -231,3 +231,34 @@ def test_acks_read_after_a_new_ack_sees_it(mom_path):
     assert ledger.acks(J2) == {}
     ledger.record_ack(J2, "east", "expired", [])
     assert ledger.acks(J2) == {"east": ("expired", [])}
+
+
+
+def test_opening_a_ledger_again_in_one_process_loses_no_write(tmp_path):
+    """Closing any descriptor of a file drops every POSIX lock the process holds on it, SQLite's
+    included. A second ledger connection of the engine (a fresh read) that opened and closed the
+    file by hand dropped the first connection's shared lock; the next short-lived reader (a
+    runner) then believed itself the last connection, checkpointed and deleted the WAL, and every
+    later write of the first connection went to the deleted file: acks and stored returns lost."""
+    import subprocess
+    import sys
+
+    from salt_redis_syndic.state.ledger import connect
+
+    path = str(tmp_path / "mom.sqlite")
+    first = connect(path)
+    first.execute("CREATE TABLE t (x INTEGER)")
+    first.execute("INSERT INTO t VALUES (1)")
+    second = connect(path)  # the same process opens the ledger again
+    reader = ("import sqlite3, sys\n"
+              "c = sqlite3.connect(sys.argv[1])\n"
+              "print(c.execute('SELECT COUNT(*) FROM t').fetchone()[0])\n"
+              "c.close()\n")
+    try:
+        run = [sys.executable, "-c", reader, path]
+        assert subprocess.run(run, capture_output=True, text=True, timeout=30).stdout.strip() == "1"
+        first.execute("INSERT INTO t VALUES (2)")  # written after another process closed the file
+        assert subprocess.run(run, capture_output=True, text=True, timeout=30).stdout.strip() == "2"
+    finally:
+        second.close()
+        first.close()
