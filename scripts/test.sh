@@ -20,10 +20,15 @@ if [ "${SALT3006:-1}" != only ]; then
 fi
 
 if [ "${SALT3006:-1}" != 0 ]; then
-    py310="${PYTHON310:-}"
-    if [ -z "$py310" ]; then
-        py310="$(command -v python3.10 || ls -d "$HOME"/.pyenv/versions/3.10.*/bin/python 2>/dev/null | tail -1 || true)"
-    fi
+    # The first Python 3.10 that runs: $PYTHON310, python3.10 on PATH (a pyenv shim is on PATH
+    # even when it cannot run 3.10 here), a pyenv 3.10, the distribution's.
+    py310=""
+    for candidate in "${PYTHON310:-}" python3.10 "$HOME"/.pyenv/versions/3.10.*/bin/python /usr/bin/python3.10; do
+        if [ -n "$candidate" ] && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1; then
+            py310="$candidate"
+            break
+        fi
+    done
     if [ -z "$py310" ]; then
         echo "test.sh: the Salt 3006 stage needs Python 3.10 (set PYTHON310, or SALT3006=0 to skip it)" >&2
         exit 1
